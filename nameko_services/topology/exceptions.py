@@ -1,0 +1,32 @@
+"""Errors raised by the topology framework."""
+
+
+class TopologyError(Exception):
+    """A topology file that cannot be used: unreadable, not YAML, or invalid.
+
+    ``problems`` is a list of ``(path, message)`` pairs, where ``path`` is the place in the
+    file (``queues[1].dead_letter.exchange``; empty for the whole file).
+    """
+
+    def __init__(self, source, problems):
+        self.source = source
+        self.problems = list(problems)
+        lines = [f"{source}: {len(self.problems)} problem(s):"]
+        lines += [f"  {source}: {path or '<file>'}: {message}" for path, message in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class TopologyMismatch(Exception):
+    """The broker already holds an entity declared with different arguments (406)."""
+
+
+class InvalidMessage(Exception):
+    """A delivered or outgoing message that does not match its declared shape."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a message that can never succeed: dead-letter it at once.
+
+    Any other exception from a handler is treated as transient and retried, up to the queue's
+    ``retry.max_attempts``.
+    """

@@ -1,0 +1,243 @@
+"""The topology model: what ``topology.yaml`` declares, as immutable objects.
+
+:func:`load_topology` reads and validates a file and returns a :class:`Topology`; every other
+framework piece (declarer, consumer entrypoint, publisher, outbox, CLI) works from that object
+and builds its kombu entities from it, so that every declaration of an entity - at start-up,
+after a reconnect, from the CLI - carries exactly the same arguments.
+"""
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from kombu import Exchange, Queue, binding
+
+from nameko_services.topology.exceptions import TopologyError
+from nameko_services.topology.validation import validate_document
+
+FIELD_TYPES = ("string", "integer", "number", "boolean", "object", "array")
+
+#: queue option -> RabbitMQ ``x-`` argument it becomes
+QUEUE_OPTION_ARGUMENTS = {
+    "message_ttl": "x-message-ttl",
+    "max_length": "x-max-length",
+    "overflow": "x-overflow",
+    "delivery_limit": "x-delivery-limit",
+}
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: str = "topic"
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: dict = field(default_factory=dict)
+
+    def to_kombu(self):
+        return Exchange(
+            self.name,
+            type=self.type,
+            durable=self.durable,
+            auto_delete=self.auto_delete,
+            arguments=dict(self.arguments) or None,
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetterSpec:
+    exchange: str
+    routing_key: str = None
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    """How often a transient handler failure is retried before the message is dead-lettered."""
+
+    max_attempts: int = 3
+    delay_ms: int = 100
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    durable: bool = True
+    type: str = "classic"
+    dead_letter: DeadLetterSpec = None
+    message_ttl: int = None
+    max_length: int = None
+    overflow: str = None
+    delivery_limit: int = None
+    arguments: dict = field(default_factory=dict)
+    retry: RetrySpec = field(default_factory=RetrySpec)
+
+    @property
+    def broker_arguments(self):
+        """The queue's ``x-`` arguments exactly as they are declared on the broker."""
+        arguments = {}
+        if self.type != "classic":
+            arguments["x-queue-type"] = self.type
+        if self.dead_letter is not None:
+            arguments["x-dead-letter-exchange"] = self.dead_letter.exchange
+            if self.dead_letter.routing_key is not None:
+                arguments["x-dead-letter-routing-key"] = self.dead_letter.routing_key
+        for option, argument in QUEUE_OPTION_ARGUMENTS.items():
+            value = getattr(self, option)
+            if value is not None:
+                arguments[argument] = value
+        arguments.update(self.arguments)
+        return arguments
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    exchange: str
+    queue: str
+    routing_keys: tuple = ("",)
+    arguments: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    required: bool = True
+    min_length: int = None
+    max_length: int = None
+    minimum: float = None
+    maximum: float = None
+
+    def json_schema(self):
+        schema = {"type": self.type}
+        for keyword, value in (
+            ("minLength", self.min_length),
+            ("maxLength", self.max_length),
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+        ):
+            if value is not None:
+                schema[keyword] = value
+        return schema
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    name: str
+    exchange: str
+    routing_key: str
+    fields: tuple = ()
+
+    @cached_property
+    def json_schema(self):
+        """The JSON Schema a body of this message type must satisfy."""
+        return {
+            "type": "object",
+            "properties": {f.name: f.json_schema() for f in self.fields},
+            "required": [f.name for f in self.fields if f.required],
+        }
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything one ``topology.yaml`` declares, keyed by name."""
+
+    source: str
+    exchanges: dict
+    queues: dict
+    bindings: tuple
+    messages: dict
+
+    def message(self, name):
+        """The :class:`MessageSpec` called ``name``; ``KeyError`` naming it if undeclared."""
+        try:
+            return self.messages[name]
+        except KeyError:
+            raise KeyError(f"message type {name!r} is not declared in {self.source}") from None
+
+    def queue(self, name):
+        """The :class:`QueueSpec` called ``name``; ``KeyError`` naming it if undeclared."""
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise KeyError(f"queue {name!r} is not declared in {self.source}") from None
+
+    def message_for_route(self, exchange, routing_key):
+        """The message type published on ``exchange`` with ``routing_key``, or None."""
+        return self._messages_by_route.get((exchange, routing_key))
+
+    @cached_property
+    def _messages_by_route(self):
+        return {(m.exchange, m.routing_key): m for m in self.messages.values()}
+
+    def bindings_of(self, queue_name):
+        return [b for b in self.bindings if b.queue == queue_name]
+
+    def kombu_queue(self, name):
+        """A kombu ``Queue`` declaring queue ``name`` with all of its bindings.
+
+        kombu re-declares a consumer's queue and bindings on every reconnect, so this must be
+        the only place a consumer's queue is built.
+        """
+        spec = self.queue(name)
+        bindings = [
+            binding(
+                self.exchanges[b.exchange].to_kombu(),
+                routing_key=key,
+                arguments=dict(b.arguments) or None,
+            )
+            for b in self.bindings_of(name)
+            for key in b.routing_keys
+        ]
+        return Queue(
+            spec.name,
+            bindings=bindings or None,
+            durable=spec.durable,
+            auto_delete=False,
+            queue_arguments=spec.broker_arguments or None,
+        )
+
+
+def _build(document, source):
+    queues = {}
+    for q in document.get("queues", []):
+        q = dict(q)
+        if q.get("dead_letter") is not None:
+            q["dead_letter"] = DeadLetterSpec(**q["dead_letter"])
+        q["retry"] = RetrySpec(**q.get("retry", {}))
+        queues[q["name"]] = QueueSpec(**q)
+    return Topology(
+        source=source,
+        exchanges={e["name"]: ExchangeSpec(**e) for e in document.get("exchanges", [])},
+        queues=queues,
+        bindings=tuple(
+            BindingSpec(**{**b, "routing_keys": tuple(b.get("routing_keys", ("",)))})
+            for b in document.get("bindings", [])
+        ),
+        messages={
+            m["name"]: MessageSpec(
+                **{**m, "fields": tuple(FieldSpec(**f) for f in m.get("fields", []))}
+            )
+            for m in document.get("messages", [])
+        },
+    )
+
+
+def load_topology(path):
+    """Read, validate and build the topology in ``path``.
+
+    :raises TopologyError: naming the file and every problem found, each with its place in
+        the file (``queues[1].dead_letter.exchange``) and what is wrong with it.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TopologyError(source, [("", f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TopologyError(source, [("", f"not valid YAML: {exc}")]) from None
+    problems = validate_document(document)
+    if problems:
+        raise TopologyError(source, problems)
+    return _build(document, source)
