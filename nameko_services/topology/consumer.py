@@ -1,0 +1,252 @@
+"""The ``@handle`` entrypoint: consume a topology queue with manual acks and dead-lettering.
+
+nameko's own ``@consume`` acks a message whose handler raised, and kombu acks a body it cannot
+decode, so nothing would ever reach a dead-letter exchange. This entrypoint owns decoding,
+validation and the ack/retry/dead-letter decision itself::
+
+    delivery --decode+validate--> invalid ---------------------------> dead-letter (reason)
+                  |
+                  +--> handler --returns------------------------------> ack
+                           |
+                           +--raises PermanentError-------------------> dead-letter (reason)
+                           +--raises anything else--> attempts left? --> re-queue copy, ack
+                                                          no ---------> dead-letter (reason)
+
+Dead-lettering publishes a copy of the message, with the reason in the ``x-rejected-reason``
+header, to the queue's dead-letter exchange (confirmed), then acks the original. RabbitMQ's
+own ``reject(requeue=False)`` cannot carry a reason, so it is only the fallback when that
+publish fails, or when the queue has no dead-letter exchange.
+"""
+import logging
+from functools import partial
+
+import eventlet
+from amqp.exceptions import ConnectionError
+from nameko.amqp.publish import Publisher as PublisherCore
+from nameko.constants import AMQP_URI_CONFIG_KEY, HEADER_PREFIX
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import Consumer, QueueConsumer
+
+from nameko_services.topology.declarer import TopologyDeclarer
+from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_services.topology.exceptions import InvalidMessage, PermanentError
+from nameko_services.topology.messages import (
+    ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, QUEUE_HEADER,
+    REASON_HEADER, check_payload, decode_body,
+)
+
+log = logging.getLogger(__name__)
+
+PREFETCH_COUNT_CONFIG_KEY = "PREFETCH_COUNT"
+
+
+class TopologyQueueConsumer(QueueConsumer):
+    """The queue consumer behind every ``@handle`` entrypoint of a container.
+
+    Differs from nameko's in three ways: it hands raw messages to the entrypoint (no kombu
+    decoding, which would ack undecodable bodies), it re-declares the whole topology after
+    every (re)connect, and its prefetch comes from ``PREFETCH_COUNT`` (default
+    ``max_workers``) instead of being tied to ``max_workers``.
+    """
+
+    declarer = TopologyDeclarer()
+
+    @property
+    def prefetch_count(self):
+        return self.container.config.get(PREFETCH_COUNT_CONFIG_KEY) or self.container.max_workers
+
+    def get_consumers(self, consumer_cls, channel):
+        # The broker may have lost non-durable entities, or been reset, while we were away.
+        with self.connection as connection:
+            self.declarer.declare(connection)
+        self._consumers = {}
+        for provider in self._providers:
+            consumer = consumer_cls(
+                queues=[provider.queue], on_message=partial(self.handle_raw_message, provider)
+            )
+            consumer.qos(prefetch_count=self.prefetch_count)
+            self._consumers[provider] = consumer
+        return self._consumers.values()
+
+    def handle_raw_message(self, provider, message):
+        self.container.spawn_managed_thread(
+            partial(provider.handle_message, message),
+            identifier=f"{type(provider).__name__}.handle_message[{provider.queue_name}]",
+        )
+
+    def reject_message(self, message):
+        """``basic.reject(requeue=False)``: the broker dead-letters it, if the queue has a DLX."""
+        # as with ack_message: a message of a lost connection is already back in its queue
+        if message.channel.connection:
+            try:
+                message.reject(requeue=False)
+            except ConnectionError:
+                pass
+
+
+class Handle(Consumer):
+    """Entrypoint consuming the topology queue ``queue_name``.
+
+    The handler receives the decoded body (a dict) that has been checked against the shape
+    of its message type, found from the exchange and routing key it was published with.
+
+    :Parameters:
+        queue_name: name of a queue declared in ``topology.yaml``.
+
+    Example::
+
+        @handle("order_placed_queue")
+        def on_order_placed(self, order):
+            ...
+    """
+
+    queue_consumer = TopologyQueueConsumer()
+    declarer = TopologyDeclarer()
+
+    def __init__(self, queue_name, **kwargs):
+        self.queue_name = queue_name
+        super().__init__(queue=None, **kwargs)
+
+    def setup(self):
+        topology = self.declarer.topology
+        self.topology = topology
+        self.queue_spec = topology.queue(self.queue_name)
+        self.queue = topology.kombu_queue(self.queue_name)
+        self.republisher = PublisherCore(self.container.config[AMQP_URI_CONFIG_KEY])
+        super().setup()
+
+    # runs in a managed thread: an exception here would kill the container
+    def handle_message(self, message):
+        try:
+            payload = self.decode(message)
+        except InvalidMessage as exc:
+            self.dead_letter(message, f"invalid message: {exc}")
+            return
+        # only nameko's own context headers: the rest describe this message, not the call
+        context_data = {
+            self._strip_header_name(key): value
+            for key, value in (message.headers or {}).items()
+            if key.startswith(HEADER_PREFIX + ".")
+        }
+        if message.properties.get("correlation_id"):
+            context_data[CORRELATION_ID_CONTEXT_KEY] = message.properties["correlation_id"]
+        try:
+            self.container.spawn_worker(
+                self, (payload,), {},
+                context_data=context_data,
+                handle_result=partial(self.handle_result, message),
+            )
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+
+    def decode(self, message):
+        """The message's payload, checked against its declared message type."""
+        payload = decode_body(message)
+        exchange, routing_key = original_route(message)
+        spec = self.topology.message_for_route(exchange, routing_key)
+        if spec is None:
+            raise InvalidMessage(
+                f"no message type is declared for exchange {exchange!r} "
+                f"and routing key {routing_key!r}")
+        check_payload(spec, payload)
+        return payload
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        exc = exc_info[1]
+        if isinstance(exc, (PermanentError, InvalidMessage)):
+            self.dead_letter(message, f"{type(exc).__name__}: {exc}")
+            return
+        attempt = attempt_of(message)
+        retry = self.queue_spec.retry
+        if attempt >= retry.max_attempts:
+            self.dead_letter(
+                message, f"handler failed {attempt} times, last: {type(exc).__name__}: {exc}")
+            return
+        log.warning("%s: attempt %d of %d failed (%s: %s); retrying", self, attempt,
+                    retry.max_attempts, type(exc).__name__, exc)
+        eventlet.sleep(retry.delay_ms / 1000)
+        # a copy behind the queue's other messages: requeueing in place would loop hot
+        self.republish(message, exchange="", routing_key=self.queue_name,
+                       extra_headers={ATTEMPT_HEADER: attempt + 1},
+                       content_type=message.content_type or JSON_CONTENT_TYPE)
+
+    def dead_letter(self, message, reason):
+        """Send ``message`` to the queue's dead-letter exchange with ``reason``; never raises."""
+        dead_letter = self.queue_spec.dead_letter
+        log.warning("%s: dead-lettering message %s: %s", self, message.properties.get(
+            "message_id"), reason)
+        if dead_letter is None:
+            log.error("%s: queue %r has no dead_letter exchange; the message is dropped",
+                      self, self.queue_name)
+            self.queue_consumer.reject_message(message)
+            return
+        _, routing_key = original_route(message)
+        self.republish(
+            message,
+            exchange=dead_letter.exchange,
+            routing_key=dead_letter.routing_key or routing_key,
+            extra_headers={REASON_HEADER: reason[:1000], QUEUE_HEADER: self.queue_name},
+            mandatory=False,
+        )
+
+    def republish(self, message, exchange, routing_key, extra_headers, mandatory=True,
+                  content_type=None):
+        """Publish a confirmed copy of ``message``, then ack the original.
+
+        Until the copy is confirmed the original stays unacked, so a crash in between can
+        duplicate the message but never lose it. If the copy cannot be published the
+        original is rejected, which dead-letters it without the extra headers.
+        """
+        original_exchange, original_routing_key = original_route(message)
+        headers = dict(message.headers or {})
+        headers.update({
+            ORIGINAL_EXCHANGE_HEADER: original_exchange,
+            ORIGINAL_ROUTING_KEY_HEADER: original_routing_key,
+            **extra_headers,
+        })
+        properties = {
+            key: message.properties[key]
+            for key in ("message_id", "correlation_id", "type", "timestamp", "app_id")
+            if message.properties.get(key) is not None
+        }
+        try:
+            self.republisher.publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                headers=headers,
+                content_type=content_type or message.content_type or "application/octet-stream",
+                content_encoding=message.content_encoding or "binary",
+                mandatory=mandatory,
+                **properties,
+            )
+        except Exception:
+            log.exception("%s: could not re-publish message to %r; rejecting it", self, exchange)
+            self.queue_consumer.reject_message(message)
+        else:
+            self.queue_consumer.ack_message(message)
+
+    def __repr__(self):
+        service = getattr(getattr(self, "container", None), "service_name", "?")
+        return f"<Handle {self.queue_name} [{service}.{getattr(self, 'method_name', '?')}]>"
+
+
+def original_route(message):
+    """(exchange, routing key) the message was first published with, across re-publishes."""
+    headers = message.headers or {}
+    info = message.delivery_info
+    return (
+        headers.get(ORIGINAL_EXCHANGE_HEADER, info.get("exchange", "")),
+        headers.get(ORIGINAL_ROUTING_KEY_HEADER, info.get("routing_key", "")),
+    )
+
+
+def attempt_of(message):
+    attempt = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    return attempt if isinstance(attempt, int) and attempt >= 1 else 1
+
+
+handle = Handle.decorator

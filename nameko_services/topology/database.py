@@ -1,0 +1,127 @@
+"""The ``Database`` dependency: a service's own SQL database through SQLAlchemy.
+
+By default each service keeps a SQLite file, ``<DATA_DIR>/<service>.sqlite3``; ``DATABASE_URL``
+in the config points every service at one server instead (each service still owns its own
+tables, whose names it prefixes with its service name).
+"""
+import os
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+from eventlet.semaphore import Semaphore
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
+
+DATABASE_URL_CONFIG_KEY = "DATABASE_URL"
+DATA_DIR_CONFIG_KEY = "DATA_DIR"
+DEFAULT_DATA_DIR = "./data"
+
+
+class Database(DependencyProvider):
+    """Injects a :class:`DatabaseHandle` for the service's database.
+
+    The tables of ``metadata`` are created at start-up if they do not exist.
+
+    :Parameters:
+        metadata: the ``sqlalchemy.MetaData`` holding the service's tables.
+
+    Example::
+
+        class Inventory:
+            db = Database(metadata)
+
+            @rpc
+            def get_inventory(self):
+                with self.db.transaction() as session:
+                    ...
+    """
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+
+    @cached_property
+    def handle(self):
+        """The service's :class:`DatabaseHandle`; built on first use by any extension's setup."""
+        config = self.container.config
+        url = config.get(DATABASE_URL_CONFIG_KEY) or _sqlite_url(
+            config.get(DATA_DIR_CONFIG_KEY) or DEFAULT_DATA_DIR, self.container.service_name)
+        return DatabaseHandle(url)
+
+    def setup(self):
+        self.handle.create(self.metadata)
+
+    def stop(self):
+        self.handle.engine.dispose()
+
+    def get_dependency(self, worker_ctx):
+        return self.handle
+
+
+def _sqlite_url(data_dir, service_name):
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(data_dir, service_name + '.sqlite3'))}"
+
+
+class DatabaseHandle:
+    """An engine plus transactions that are safe among a container's green threads."""
+
+    def __init__(self, url):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            # One connection, one transaction at a time: SQLite serialises writers anyway, and
+            # a green thread blocked inside SQLite's busy wait would block the whole process,
+            # including the green thread holding the lock.
+            self.engine = create_engine(
+                url, poolclass=StaticPool,
+                connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(self.engine, "connect", _tune_sqlite)
+            self._lock = Semaphore(1)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            self._lock = None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create(self, metadata):
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def transaction(self):
+        """A session inside one transaction: committed on exit, rolled back on an exception."""
+        if self._lock is None:
+            with self._sessions.begin() as session:
+                yield session
+            return
+        with self._lock, self._sessions.begin() as session:
+            yield session
+
+
+def _tune_sqlite(dbapi_connection, connection_record):
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer; NORMAL sync is crash-safe for the process in WAL
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def insert_once(session, table, **values):
+    """Insert a row unless one with the same unique key exists; True if it was inserted.
+
+    The idempotent-consumer check: recording a message's key in the same transaction as its
+    effect, under a unique constraint, makes a redelivered or concurrently delivered message
+    apply its effect once. ``ON CONFLICT DO NOTHING`` makes a racing duplicate wait for the
+    first transaction and then do nothing, instead of failing the transaction.
+    """
+    dialect = _UPSERT_DIALECTS[session.get_bind().dialect.name]
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    return session.execute(statement).rowcount == 1
+
+
+# the databases supported: both have INSERT ... ON CONFLICT DO NOTHING
+_UPSERT_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}

@@ -1,0 +1,125 @@
+"""Declaring a topology on the broker, standalone and as a nameko SharedExtension."""
+import base64
+import json
+import logging
+import os
+import urllib.request
+from functools import cached_property
+from urllib.parse import quote
+
+from amqp.exceptions import PreconditionFailed
+from kombu import Connection
+from nameko.constants import AMQP_URI_CONFIG_KEY
+from nameko.extensions import SharedExtension
+
+from nameko_services.topology.exceptions import TopologyMismatch
+from nameko_services.topology.model import load_topology
+
+log = logging.getLogger(__name__)
+
+TOPOLOGY_FILE_CONFIG_KEY = "TOPOLOGY_FILE"
+DEFAULT_TOPOLOGY_FILE = "topology.yaml"
+MANAGEMENT_PORT_ENV = "RABBITMQ_MANAGEMENT_PORT"
+
+
+def declare_topology(connection, topology):
+    """Declare every exchange, queue and binding of ``topology`` through ``connection``.
+
+    Declaring is idempotent. If the broker already holds an entity declared with other
+    arguments, nothing is changed or deleted and :class:`TopologyMismatch` is raised, naming
+    the entity, the arguments the topology declares and those the broker holds.
+    """
+    channel = connection.channel()
+    try:
+        for spec in topology.exchanges.values():
+            _declare(connection, "exchange", spec.name, spec.to_kombu().bind(channel).declare,
+                     _exchange_settings(spec))
+        for spec in topology.queues.values():
+            # Queue.declare also declares the queue's bindings (and their exchanges again)
+            _declare(connection, "queue", spec.name, topology.kombu_queue(spec.name).bind(channel).declare,
+                     _queue_settings(spec))
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+def _declare(connection, kind, name, declare, settings):
+    try:
+        declare()
+    except PreconditionFailed as exc:
+        raise TopologyMismatch(
+            f"{kind} {name!r} already exists on the broker with different arguments; "
+            f"nothing was changed or deleted.\n"
+            f"  topology.yaml declares: {json.dumps(settings, sort_keys=True)}\n"
+            f"  the broker holds:       {_broker_settings(connection, kind, name)}\n"
+            f"  broker said: {exc.reply_text}\n"
+            f"Delete the {kind} on the broker (its messages go with it) or change topology.yaml "
+            f"to match."
+        ) from None
+
+
+def _exchange_settings(spec):
+    return {"type": spec.type, "durable": spec.durable, "auto_delete": spec.auto_delete,
+            "arguments": dict(spec.arguments)}
+
+
+def _queue_settings(spec):
+    return {"durable": spec.durable, "auto_delete": False, "arguments": spec.broker_arguments}
+
+
+def _broker_settings(connection, kind, name):
+    """What the broker holds for the entity, read from the management API if it answers.
+
+    AMQP itself cannot tell a client an entity's arguments, so without the management plugin
+    only the broker's 406 text (which names the first differing argument) is available.
+    """
+    vhost = connection.virtual_host or "/"
+    port = os.environ.get(MANAGEMENT_PORT_ENV, "15672")
+    url = (f"http://{connection.hostname}:{port}/api/{kind}s/"
+           f"{quote(vhost, safe='')}/{quote(name, safe='')}")
+    request = urllib.request.Request(url)
+    credentials = f"{connection.userid}:{connection.password}".encode()
+    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            entity = json.load(response)
+    except (OSError, ValueError) as exc:
+        return f"unknown (management API at {url} not readable: {exc})"
+    keys = ("type", "durable", "auto_delete", "arguments") if kind == "exchange" else (
+        "durable", "auto_delete", "arguments")
+    return json.dumps({key: entity.get(key) for key in keys}, sort_keys=True)
+
+
+class TopologyDeclarer(SharedExtension):
+    """Loads ``topology.yaml`` and declares it on the broker before any consumer starts.
+
+    One instance per container, shared by every topology-aware entrypoint and dependency,
+    which refer to it as a class attribute. ``setup()`` of all extensions finishes before any
+    ``start()``, so the topology exists before the queue consumer declares and consumes.
+    A file that does not validate, or a broker entity with other arguments, fails
+    ``container.start()`` and with it ``nameko run``.
+
+    The file is ``TOPOLOGY_FILE`` from the nameko config (default ``topology.yaml``).
+    """
+
+    @cached_property
+    def topology(self):
+        """The validated :class:`~nameko_services.topology.model.Topology`.
+
+        Loaded on first use: other extensions' ``setup()`` may need it before ours has run.
+        """
+        path = self.container.config.get(TOPOLOGY_FILE_CONFIG_KEY) or DEFAULT_TOPOLOGY_FILE
+        return load_topology(path)
+
+    @property
+    def amqp_uri(self):
+        return self.container.config[AMQP_URI_CONFIG_KEY]
+
+    def setup(self):
+        with Connection(self.amqp_uri, connect_timeout=10) as connection:
+            self.declare(connection)
+        log.info("declared topology %s", self.topology.source)
+
+    def declare(self, connection):
+        """Declare the whole topology through ``connection`` (also used after reconnects)."""
+        declare_topology(connection, self.topology)

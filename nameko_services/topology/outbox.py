@@ -1,0 +1,202 @@
+"""The transactional outbox: messages stored with the state change that caused them.
+
+A handler that changes state and then publishes can crash in between (state without event) or
+publish and then fail to commit (event without state). The outbox writes the event in the same
+transaction as the state change; a relay in the same container publishes stored events with
+publisher confirms and deletes each one only after its confirm. A crash anywhere re-publishes
+the stored event, with the same ``message_id``, after the restart: at-least-once delivery, which
+consumers turn into exactly-once effects by deduplicating (see ``database.insert_once``).
+"""
+import logging
+import time
+import uuid
+from weakref import WeakSet
+
+import eventlet
+from eventlet.queue import Empty, LightQueue
+from nameko.amqp.publish import Publisher as PublisherCore
+from nameko.constants import AMQP_URI_CONFIG_KEY
+from nameko.extensions import DependencyProvider
+from sqlalchemy import (
+    Column, Float, Integer, MetaData, String, Table, Text, and_, delete, or_, select, update,
+)
+
+from nameko_services.topology.declarer import TopologyDeclarer
+from nameko_services.topology.messages import outgoing
+from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
+
+log = logging.getLogger(__name__)
+
+#: seconds after which a row claimed by a relay that never deleted it (it crashed) is retried
+CLAIM_LEASE_SECONDS = 10
+POLL_SECONDS = 1.0
+BATCH_SIZE = 100
+ERROR_BACKOFF_SECONDS = 1.0
+
+
+def outbox_table(metadata, service_name):
+    return Table(
+        f"{service_name}_outbox", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("message_id", String(64), nullable=False, unique=True),
+        Column("message_type", String(200), nullable=False),
+        Column("exchange", String(255), nullable=False),
+        Column("routing_key", String(255), nullable=False),
+        Column("correlation_id", String(200), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("claimed_by", String(64)),
+        Column("claimed_at", Float),
+        Column("attempts", Integer, nullable=False, default=0),
+    )
+
+
+class Outbox(DependencyProvider):
+    """Injects an outbox whose ``add(session, message_type, payload)`` stages a message.
+
+    The message is checked against its type in ``topology.yaml`` and written through
+    ``session``, so it is committed or rolled back with the rest of the transaction. After the
+    worker ends, the container's relay publishes it (persistent, confirmed, mandatory).
+
+    :Parameters:
+        database: attribute name of the service's
+            :class:`~nameko_services.topology.database.Database` dependency.
+
+    Example::
+
+        class Orders:
+            db = Database(metadata)
+            outbox = Outbox("db")
+
+            @rpc
+            def place_order(self, item, quantity):
+                with self.db.transaction() as session:
+                    session.execute(orders.insert().values(...))
+                    self.outbox.add(session, "OrderPlaced", {...})
+    """
+
+    declarer = TopologyDeclarer()
+
+    def __init__(self, database="db"):
+        self.database_attr = database
+
+    def setup(self):
+        self.database = next(
+            dependency.handle for dependency in self.container.dependencies
+            if dependency.attr_name == self.database_attr)
+        self.table = outbox_table(MetaData(), self.container.service_name)
+        self.table.create(self.database.engine, checkfirst=True)
+        self.publisher = PublisherCore(
+            self.container.config[AMQP_URI_CONFIG_KEY], use_confirms=True, mandatory=True)
+        self.relay_id = uuid.uuid4().hex
+        self._wakeups = LightQueue()
+        self._stopping = False
+        self._staged = WeakSet()  # worker contexts that staged a message
+
+    def start(self):
+        self._relay_thread = self.container.spawn_managed_thread(self._relay)
+
+    def stop(self):
+        # workers have finished (dependencies stop after them): publish what they staged
+        self._stopping = True
+        self.wake()
+        self._relay_thread.wait()
+
+    def kill(self):
+        self._stopping = True
+        self.wake()
+
+    def get_dependency(self, worker_ctx):
+        return _OutboxHandle(self, worker_ctx)
+
+    def worker_teardown(self, worker_ctx):
+        if worker_ctx in self._staged:
+            self._staged.discard(worker_ctx)
+            self.wake()
+
+    def wake(self):
+        if self._wakeups.qsize() == 0:
+            self._wakeups.put(None)
+
+    def _relay(self):
+        while True:
+            try:
+                relayed = self.relay_pending()
+            except Exception:
+                log.exception("outbox relay failed; retrying in %ss", ERROR_BACKOFF_SECONDS)
+                relayed = 0
+                eventlet.sleep(ERROR_BACKOFF_SECONDS)
+            if self._stopping and relayed < BATCH_SIZE:
+                return
+            if relayed < BATCH_SIZE:
+                try:
+                    self._wakeups.get(timeout=POLL_SECONDS)
+                except Empty:
+                    pass
+
+    def relay_pending(self):
+        """Publish up to ``BATCH_SIZE`` stored messages; return how many were published."""
+        rows = self._claim()
+        published = []
+        try:
+            for row in rows:
+                self.publisher.publish(
+                    row.body, exchange=row.exchange, routing_key=row.routing_key,
+                    message_id=row.message_id, correlation_id=row.correlation_id,
+                    type=row.message_type, content_type="application/json",
+                    content_encoding="utf-8",
+                )
+                published.append(row.id)
+        finally:
+            unpublished = [row.id for row in rows if row.id not in set(published)]
+            with self.database.transaction() as session:
+                if published:
+                    session.execute(delete(self.table).where(self.table.c.id.in_(published)))
+                if unpublished:
+                    # retry at the next wake-up rather than after the lease runs out
+                    session.execute(update(self.table).where(self.table.c.id.in_(unpublished))
+                                    .values(claimed_by=None, claimed_at=None))
+        return len(published)
+
+    def _claim(self):
+        # a lease rather than a held lock: short transactions, and two instances of a service
+        # sharing one database never publish the same rows at the same time
+        table, now = self.table, time.time()
+        claimable = or_(table.c.claimed_by.is_(None),
+                        table.c.claimed_at < now - CLAIM_LEASE_SECONDS)
+        with self.database.transaction() as session:
+            candidates = select(table.c.id).where(claimable).order_by(table.c.id).limit(BATCH_SIZE)
+            session.execute(
+                update(table)
+                .where(and_(table.c.id.in_(candidates.scalar_subquery()), claimable))
+                .values(claimed_by=self.relay_id, claimed_at=now, attempts=table.c.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+            return session.execute(
+                select(table).where(and_(table.c.claimed_by == self.relay_id,
+                                         table.c.claimed_at == now)).order_by(table.c.id)
+            ).all()
+
+
+class _OutboxHandle:
+    def __init__(self, outbox, worker_ctx):
+        self._outbox = outbox
+        self._worker_ctx = worker_ctx
+
+    def add(self, session, message_type, payload, message_id=None):
+        """Stage ``payload`` as a ``message_type`` message in ``session``'s transaction.
+
+        Returns the message id (the event id downstream consumers see).
+        """
+        outbox, worker_ctx = self._outbox, self._worker_ctx
+        message = outgoing(
+            outbox.declarer.topology.message(message_type), payload, message_id=message_id,
+            correlation_id=worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY))
+        session.execute(outbox.table.insert().values(
+            message_id=message["message_id"], message_type=message_type,
+            exchange=message["exchange"], routing_key=message["routing_key"],
+            correlation_id=message["correlation_id"], body=message["body"],
+            created_at=time.time(), attempts=0,
+        ))
+        outbox._staged.add(worker_ctx)
+        return message["message_id"]

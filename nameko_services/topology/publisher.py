@@ -1,0 +1,53 @@
+"""The ``MessagePublisher`` dependency: publish a topology message type, confirmed."""
+from nameko.amqp.publish import Publisher as PublisherCore
+from nameko.constants import AMQP_URI_CONFIG_KEY
+from nameko.extensions import DependencyProvider
+from nameko.messaging import HeaderEncoder
+
+from nameko_services.topology.declarer import TopologyDeclarer
+from nameko_services.topology.messages import outgoing
+
+CORRELATION_ID_CONTEXT_KEY = "correlation_id"
+
+
+class MessagePublisher(DependencyProvider, HeaderEncoder):
+    """Injects ``publish(message_type, payload, message_id=None, correlation_id=None)``.
+
+    The exchange and routing key come from the message type in ``topology.yaml``; the payload
+    is checked against the type's fields before anything is sent. Messages are persistent,
+    published with confirms and ``mandatory``: an unroutable message raises
+    ``nameko.amqp.publish.UndeliverableMessage`` instead of vanishing. The correlation id
+    defaults to the one of the message or call being handled.
+
+    Publishing straight from a handler is not atomic with the handler's database work; use
+    :class:`~nameko_services.topology.outbox.Outbox` where that matters.
+
+    Example::
+
+        class Orders:
+            publish = MessagePublisher()
+
+            @rpc
+            def place(self, item):
+                self.publish("OrderPlaced", {"order_id": ..., "item": item, "quantity": 1})
+    """
+
+    declarer = TopologyDeclarer()
+
+    def setup(self):
+        self.publisher = PublisherCore(
+            self.container.config[AMQP_URI_CONFIG_KEY], use_confirms=True, mandatory=True)
+
+    def get_dependency(self, worker_ctx):
+        topology = self.declarer.topology
+        headers = self.get_message_headers(worker_ctx)
+
+        def publish(message_type, payload, message_id=None, correlation_id=None):
+            message = outgoing(
+                topology.message(message_type), payload, message_id=message_id,
+                correlation_id=correlation_id or worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY),
+            )
+            self.publisher.publish(message.pop("body"), headers=headers, **message)
+            return message["message_id"]
+
+        return publish
