@@ -1,11 +1,7 @@
 """Declaring a topology on the broker, standalone and as a nameko SharedExtension."""
-import base64
 import json
 import logging
-import os
-import urllib.request
 from functools import cached_property
-from urllib.parse import quote
 
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
@@ -13,13 +9,13 @@ from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import SharedExtension
 
 from nameko_services.topology.exceptions import TopologyMismatch
+from nameko_services.topology.management import ManagementApi, ManagementError
 from nameko_services.topology.model import load_topology
 
 log = logging.getLogger(__name__)
 
 TOPOLOGY_FILE_CONFIG_KEY = "TOPOLOGY_FILE"
 DEFAULT_TOPOLOGY_FILE = "topology.yaml"
-MANAGEMENT_PORT_ENV = "RABBITMQ_MANAGEMENT_PORT"
 
 
 def declare_topology(connection, topology):
@@ -70,21 +66,13 @@ def _queue_settings(spec):
 def _broker_settings(connection, kind, name):
     """What the broker holds for the entity, read from the management API if it answers.
 
-    AMQP itself cannot tell a client an entity's arguments, so without the management plugin
-    only the broker's 406 text (which names the first differing argument) is available.
+    AMQP cannot tell a client an entity's arguments, so without the management plugin only
+    the broker's 406 text (which names the first differing argument) is available.
     """
-    vhost = connection.virtual_host or "/"
-    port = os.environ.get(MANAGEMENT_PORT_ENV, "15672")
-    url = (f"http://{connection.hostname}:{port}/api/{kind}s/"
-           f"{quote(vhost, safe='')}/{quote(name, safe='')}")
-    request = urllib.request.Request(url)
-    credentials = f"{connection.userid}:{connection.password}".encode()
-    request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
     try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            entity = json.load(response)
-    except (OSError, ValueError) as exc:
-        return f"unknown (management API at {url} not readable: {exc})"
+        entity = ManagementApi(connection.as_uri(include_password=True), timeout=2).entity(kind, name)
+    except ManagementError as exc:
+        return f"unknown ({exc})"
     keys = ("type", "durable", "auto_delete", "arguments") if kind == "exchange" else (
         "durable", "auto_delete", "arguments")
     return json.dumps({key: entity.get(key) for key in keys}, sort_keys=True)

@@ -18,6 +18,8 @@ ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
 ATTEMPT_HEADER = "x-attempt"
 
 JSON_CONTENT_TYPE = "application/json"
+# what kombu labels a bytes body published without a content type
+KOMBU_RAW_CONTENT_TYPE = "application/data"
 
 # JSON Schema's "integer" admits 1.0 and Python's bool is an int; a quantity of 1.0 or true
 # is a bug in the sender, not a number.
@@ -61,7 +63,7 @@ def decode_body(message):
     A message without a content type is accepted as JSON (plain clients often omit it).
     """
     content_type = message.content_type
-    if content_type not in (None, "", JSON_CONTENT_TYPE):
+    if content_type not in (None, "", JSON_CONTENT_TYPE, KOMBU_RAW_CONTENT_TYPE):
         raise InvalidMessage(f"unsupported content type {content_type!r}; expected {JSON_CONTENT_TYPE}")
     body = message.body
     try:

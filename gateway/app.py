@@ -1,0 +1,264 @@
+"""The HTTP gateway: a Flask app that validates requests and calls the nameko services over RPC.
+
+Every response is JSON. Bad input is rejected here (400/413) before any service is called;
+a service that cannot be reached in time gives 503, never a hang or a 500 traceback.
+
+Routes::
+
+    POST /order              orders.place_order(item, quantity, order_id, idempotency_key) -> 202
+    GET  /orders             orders.list_orders()
+    GET  /orders/<order_id>  orders.get_order(order_id), 404 if unknown
+    GET  /inventory          inventory.get_inventory()
+    GET  /processed          inventory.list_processed()
+    GET  /notifications      notifications.list_notifications()
+    GET  /health             broker and every service's health(), 200 or 503
+"""
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_QUANTITY = 1_000_000
+MAX_TEXT = 100  # item and order_id; the topology's message schema says the same
+MAX_IDEMPOTENCY_KEY = 200
+ORDER_FIELDS = {"item", "quantity", "order_id"}
+
+
+def default_config():
+    """The gateway's settings and their defaults (read when an app is created, not at import)."""
+    return {
+        "AMQP_URI": os.environ.get("AMQP_URI", "amqp://guest:guest@localhost:5672/"),
+        "RPC_TIMEOUT": 5.0,  # seconds; an unanswered call becomes a 503 after this
+        "HEALTH_TIMEOUT": 1.5,  # seconds per health check, all services checked in parallel
+        "MAX_BODY_BYTES": 16384,
+        "SERVICES": ("orders", "inventory", "notifications"),
+    }
+
+
+class ApiError(Exception):
+    """An error response: ``status`` with the JSON ``body``."""
+
+    def __init__(self, status, body, headers=None):
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def bad_request(message, field):
+    return ApiError(400, {"error": message, "field": field})
+
+
+def create_app(config=None, rpc=None):
+    """Build the gateway app.
+
+    :Parameters:
+        config: a dict overriding :func:`default_config` (``AMQP_URI``, ``RPC_TIMEOUT``,
+            ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``).
+        rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
+            and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
+            fake. By default a real ``RpcClient`` is built; it connects on first use.
+
+    The client is kept on ``app.extensions["rpc"]``; whoever serves the app closes it.
+    """
+    app = Flask(__name__)
+    app.config.update(default_config())
+    app.config.update(config or {})
+    # Werkzeug then refuses larger bodies, also chunked ones, with a 413 before reading them.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    app.json.sort_keys = False  # keep the services' field order
+    if rpc is None:
+        rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"])
+    app.extensions["rpc"] = rpc
+    app.register_blueprint(api)
+    _register_error_handlers(app)
+    return app
+
+
+api = Blueprint("api", __name__)
+
+
+def call(service, method, **kwargs):
+    """Call a service; a broker or service failure becomes a 503 ApiError."""
+    try:
+        return current_app.extensions["rpc"].call(
+            service, method, timeout=current_app.config["RPC_TIMEOUT"], **kwargs)
+    except ServiceUnavailable as exc:
+        log.warning("%s.%s failed: %s", service, method, exc)
+        raise ApiError(503, {"error": "{} service unavailable: {}".format(service, exc)},
+                       headers={"Retry-After": "1"})
+
+
+@api.post("/order")
+def place_order():
+    kwargs = validate_order(_json_body(), request.headers.get("Idempotency-Key"))
+    try:
+        order = call("orders", "place_order", **kwargs)
+    except RemoteError as exc:
+        if exc.exc_type == "OrderConflict":
+            raise ApiError(409, {"error": exc.value, "field": _conflict_field(exc, kwargs)})
+        if exc.exc_type in ("BadRequest", "ValueError"):
+            raise bad_request(exc.value, None)
+        raise
+    headers = {}
+    if isinstance(order, dict) and order.get("order_id"):
+        headers["Location"] = "/orders/{}".format(order["order_id"])
+    return jsonify(order), 202, headers
+
+
+@api.get("/orders")
+def list_orders():
+    return jsonify(call("orders", "list_orders"))
+
+
+@api.get("/orders/<order_id>")
+def get_order(order_id):
+    order = call("orders", "get_order", order_id=order_id) if len(order_id) <= MAX_TEXT else None
+    if order is None:
+        raise ApiError(404, {"error": "order {} not found".format(order_id)})
+    return jsonify(order)
+
+
+@api.get("/inventory")
+def get_inventory():
+    return jsonify(call("inventory", "get_inventory"))
+
+
+@api.get("/processed")
+def list_processed():
+    return jsonify(call("inventory", "list_processed"))
+
+
+@api.get("/notifications")
+def list_notifications():
+    return jsonify(call("notifications", "list_notifications"))
+
+
+@api.get("/health")
+def health():
+    rpc = current_app.extensions["rpc"]
+    services = list(current_app.config["SERVICES"])
+    timeout = current_app.config["HEALTH_TIMEOUT"]
+    try:
+        rpc.check_broker(timeout=timeout)
+        broker = "ok"
+    except Exception as exc:
+        broker = "unavailable: {}".format(exc)
+    if broker == "ok":
+        # In parallel, so that the check takes one timeout, however many services are down.
+        with ThreadPoolExecutor(max_workers=max(len(services), 1)) as pool:
+            checks = {name: pool.submit(_service_health, rpc, name, timeout) for name in services}
+        statuses = {name: check.result() for name, check in checks.items()}
+    else:
+        statuses = {name: "unavailable: broker unavailable" for name in services}
+    ok = broker == "ok" and all(status == "ok" for status in statuses.values())
+    body = {"status": "ok" if ok else "unavailable", "gateway": "ok", "broker": broker,
+            "services": statuses}
+    return jsonify(body), 200 if ok else 503
+
+
+def _service_health(rpc, service, timeout):
+    try:
+        result = rpc.call(service, "health", timeout=timeout)
+    except RemoteError as exc:
+        return "unavailable: {}: {}".format(exc.exc_type, exc.value)
+    except Exception as exc:  # unavailable, timeout, or anything else: report, don't raise
+        return "unavailable: {}".format(exc)
+    if isinstance(result, dict) and result.get("status") == "ok":
+        return "ok"
+    return "unavailable: health() returned {!r}".format(result)
+
+
+# input validation ----------------------------------------------------------------------------
+
+def _json_body():
+    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: RequestEntityTooLarge (413)
+    if len(raw) > current_app.config["MAX_BODY_BYTES"]:
+        raise RequestEntityTooLarge()
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # also bad UTF-8; deep nesting recurses
+        raise bad_request("body is not valid JSON: {}".format(exc), "body")
+
+
+def validate_order(body, idempotency_key=None):
+    """Check a POST /order body and header; return place_order's kwargs or raise a 400."""
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object", "body")
+    unknown = sorted(set(body) - ORDER_FIELDS)
+    if unknown:
+        raise bad_request("unknown field(s): {}".format(", ".join(unknown)), unknown[0])
+    for field in ("item", "quantity"):
+        if field not in body:
+            raise bad_request("{} is required".format(field), field)
+
+    item = body["item"]
+    if not isinstance(item, str) or not item.strip():
+        raise bad_request("item must be a non-empty string", "item")
+    item = item.strip()  # " apple" and "apple" are the same stock item
+    if len(item) > MAX_TEXT:
+        raise bad_request("item must be at most {} characters".format(MAX_TEXT), "item")
+
+    quantity = body["quantity"]
+    # bool is an int subclass: true must not order 1 item.
+    if not isinstance(quantity, int) or isinstance(quantity, bool):
+        raise bad_request("quantity must be an integer", "quantity")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise bad_request("quantity must be between 1 and {}".format(MAX_QUANTITY), "quantity")
+
+    order_id = body.get("order_id")
+    if "order_id" in body and (not isinstance(order_id, str) or not order_id.strip()
+                               or len(order_id) > MAX_TEXT):
+        raise bad_request(
+            "order_id must be a non-empty string of at most {} characters".format(MAX_TEXT),
+            "order_id")
+
+    if idempotency_key is not None and not (
+            1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
+            and all(" " <= char <= "~" for char in idempotency_key)):
+        raise bad_request("Idempotency-Key must be 1-{} printable ASCII characters".format(
+            MAX_IDEMPOTENCY_KEY), "Idempotency-Key")
+
+    return {"item": item, "quantity": quantity, "order_id": order_id,
+            "idempotency_key": idempotency_key}
+
+
+def _conflict_field(exc, kwargs):
+    """Which of the request's identifiers the service found in use for another order."""
+    if kwargs["order_id"] is None:
+        return "Idempotency-Key"
+    if kwargs["idempotency_key"] is None:
+        return "order_id"
+    return "Idempotency-Key" if "idempotency" in str(exc.value).lower() else "order_id"
+
+
+# errors -------------------------------------------------------------------------------------
+
+def _register_error_handlers(app):
+    @app.errorhandler(ApiError)
+    def api_error(exc):
+        return jsonify(exc.body), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        # Keep werkzeug's response (e.g. the Allow header of a 405), with a JSON body.
+        response = exc.get_response()
+        message = (exc.name or "error").lower()
+        if isinstance(exc, RequestEntityTooLarge):
+            message = "request body too large (limit {} bytes)".format(
+                app.config["MAX_BODY_BYTES"])
+        response.data = json.dumps({"error": message})
+        response.content_type = "application/json"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc):
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return jsonify({"error": "internal error"}), 500

@@ -1,0 +1,134 @@
+"""The inventory service: reserves stock for each placed order, exactly once per order."""
+import json
+import os
+import time
+
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from sqlalchemy import (
+    CheckConstraint, Column, Float, Integer, MetaData, String, Table, select, update,
+)
+
+from nameko_services.topology import Database, Outbox, handle, insert_once
+
+metadata = MetaData()
+
+stock = Table(
+    "inventory_stock", metadata,
+    Column("item", String(100), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    # the last line of defence: no transaction can commit a negative stock
+    CheckConstraint("quantity >= 0", name="inventory_stock_not_negative"),
+)
+
+# the inbox: one row per order ever handled, whatever its outcome
+processed = Table(
+    "inventory_processed", metadata,
+    Column("order_id", String(100), primary_key=True),
+    Column("outcome", String(20), nullable=False),
+    Column("reason", String(500)),
+    Column("processed_at", Float, nullable=False),
+)
+
+INITIAL_STOCK_ENV = "INITIAL_STOCK"
+DEFAULT_INITIAL_STOCK = {"widget-A": 100, "widget-B": 50, "gadget-X": 25, "gizmo-Z": 10}
+
+
+class InitialStockError(Exception):
+    pass
+
+
+def parse_initial_stock(text):
+    """The stock map in ``INITIAL_STOCK``: a JSON object of item name -> non-negative integer."""
+    if text is None or not text.strip():
+        return dict(DEFAULT_INITIAL_STOCK)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InitialStockError(f"{INITIAL_STOCK_ENV} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InitialStockError(f"{INITIAL_STOCK_ENV} must be a JSON object of item -> quantity")
+    for item, quantity in value.items():
+        if not item.strip() or len(item) > 100:
+            raise InitialStockError(
+                f"{INITIAL_STOCK_ENV}: item names must be 1 to 100 characters, got {item!r}")
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0:
+            raise InitialStockError(
+                f"{INITIAL_STOCK_ENV}: quantity of {item!r} must be an integer >= 0, "
+                f"got {quantity!r}")
+    return value
+
+
+class InitialStock(DependencyProvider):
+    """Seeds items missing from the stock table from ``INITIAL_STOCK`` at start-up.
+
+    Items already stored keep their stock: a restart must not undo reservations.
+    """
+
+    def __init__(self, database="db"):
+        self.database_attr = database
+
+    def setup(self):
+        initial = parse_initial_stock(os.environ.get(INITIAL_STOCK_ENV))
+        database = next(d.handle for d in self.container.dependencies
+                        if d.attr_name == self.database_attr)
+        database.create(metadata)
+        with database.transaction() as session:
+            for item, quantity in initial.items():
+                insert_once(session, stock, item=item, quantity=quantity)
+
+
+class InventoryService:
+    name = "inventory"
+
+    db = Database(metadata)
+    outbox = Outbox("db")
+    initial_stock = InitialStock("db")
+
+    @handle("order_placed_queue")
+    def on_order_placed(self, order):
+        order_id, item, quantity = order["order_id"], order["item"], order["quantity"]
+        with self.db.transaction() as session:
+            if not insert_once(session, processed, order_id=order_id, outcome="pending",
+                               processed_at=time.time()):
+                return  # already handled: a redelivery or a duplicate publish
+            # one conditional UPDATE: checking and taking stock cannot interleave
+            reserved = session.execute(
+                update(stock)
+                .where(stock.c.item == item, stock.c.quantity >= quantity)
+                .values(quantity=stock.c.quantity - quantity)
+                .returning(stock.c.quantity)
+            ).first()
+            if reserved is not None:
+                outcome, reason = "reserved", None
+                self.outbox.add(session, "InventoryReserved", {
+                    "order_id": order_id, "item": item, "quantity": quantity,
+                    "remaining": reserved.quantity})
+            else:
+                known = session.execute(select(stock.c.quantity).where(stock.c.item == item)).first()
+                outcome = "failed"
+                reason = (f"unknown item {item!r}" if known is None else
+                          f"insufficient stock for {item!r}: {known.quantity} left, "
+                          f"{quantity} requested")
+                self.outbox.add(session, "InventoryFailed", {
+                    "order_id": order_id, "item": item, "quantity": quantity, "reason": reason})
+            session.execute(update(processed).where(processed.c.order_id == order_id)
+                            .values(outcome=outcome, reason=reason))
+
+    @rpc
+    def get_inventory(self):
+        with self.db.transaction() as session:
+            return {row.item: row.quantity
+                    for row in session.execute(select(stock).order_by(stock.c.item))}
+
+    @rpc
+    def list_processed(self):
+        with self.db.transaction() as session:
+            return [row.order_id for row in session.execute(
+                select(processed.c.order_id).order_by(processed.c.processed_at))]
+
+    @rpc
+    def health(self):
+        with self.db.transaction() as session:
+            session.execute(select(1))
+        return {"status": "ok", "service": self.name}

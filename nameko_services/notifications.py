@@ -1,0 +1,61 @@
+"""The notifications service: records one notice per order outcome."""
+import time
+
+from nameko.rpc import rpc
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
+
+from nameko_services.topology import Database, handle, insert_once
+
+metadata = MetaData()
+
+notifications = Table(
+    "notifications_notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("item", String(100), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("message", String(1000), nullable=False),
+    Column("created_at", Float, nullable=False),
+    # the inbox: a redelivered event finds its notice already there
+    UniqueConstraint("order_id", "kind", name="notifications_one_per_order_and_kind"),
+)
+
+CONFIRMATION, FAILURE = "confirmation", "failure"
+
+
+class NotificationsService:
+    name = "notifications"
+
+    db = Database(metadata)
+
+    @handle("inventory_reserved_queue")
+    def on_inventory_reserved(self, event):
+        self._record(event, CONFIRMATION,
+                     f"Order {event['order_id']} confirmed: {event['quantity']} x "
+                     f"{event['item']} reserved")
+
+    @handle("inventory_failed_queue")
+    def on_inventory_failed(self, event):
+        self._record(event, FAILURE,
+                     f"Order {event['order_id']} could not be fulfilled: {event['reason']}")
+
+    def _record(self, event, kind, message):
+        with self.db.transaction() as session:
+            insert_once(session, notifications, order_id=event["order_id"], kind=kind,
+                        item=event["item"], quantity=event["quantity"], message=message,
+                        created_at=time.time())
+
+    @rpc
+    def list_notifications(self):
+        with self.db.transaction() as session:
+            rows = session.execute(select(notifications).order_by(notifications.c.id)).all()
+        return [{"order_id": row.order_id, "kind": row.kind, "item": row.item,
+                 "quantity": row.quantity, "message": row.message,
+                 "created_at": row.created_at} for row in rows]
+
+    @rpc
+    def health(self):
+        with self.db.transaction() as session:
+            session.execute(select(1))
+        return {"status": "ok", "service": self.name}

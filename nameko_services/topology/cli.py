@@ -1,0 +1,162 @@
+"""The ``nameko-topology`` command: validate, show and apply a ``topology.yaml``."""
+import argparse
+import os
+import sys
+from urllib.parse import urlsplit
+
+import kombu
+from kombu.exceptions import OperationalError
+
+from nameko_services.topology.exceptions import TopologyError, TopologyMismatch
+from nameko_services.topology.model import load_topology
+
+DEFAULT_FILE = "topology.yaml"
+DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except (TopologyError, TopologyMismatch) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="nameko-topology",
+        description="Validate, show and apply the broker topology declared in topology.yaml.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check the file and report every problem")
+    validate.set_defaults(run=_validate)
+
+    show = commands.add_parser("show", help="print the routing graph and the message types")
+    show.set_defaults(run=_show)
+
+    apply = commands.add_parser("apply", help="declare the exchanges, queues and bindings")
+    apply.add_argument(
+        "--amqp-uri",
+        default=os.environ.get("AMQP_URI", DEFAULT_AMQP_URI),
+        help="the broker (default: $AMQP_URI, else %(default)s)",
+    )
+    apply.set_defaults(run=_apply)
+
+    for command in (validate, show, apply):
+        command.add_argument(
+            "file", nargs="?", default=DEFAULT_FILE, metavar="FILE",
+            help=f"the topology file (default: {DEFAULT_FILE})",
+        )
+    return parser
+
+
+def _validate(args):
+    """``validate``: load the file, say what it declares."""
+    topology = load_topology(args.file)
+    print(f"{args.file}: valid ({_summary(topology)})")
+    return 0
+
+
+def _show(args):
+    """``show``: print each exchange with the queues it routes to, then the message types."""
+    topology = load_topology(args.file)
+    for exchange in topology.exchanges.values():
+        print(f"{exchange.name} ({exchange.type}, {_durability(exchange)})")
+        bindings = [b for b in topology.bindings if b.exchange == exchange.name]
+        for binding in bindings:
+            queue = topology.queue(binding.queue)
+            for key in binding.routing_keys:
+                print(f"  --{_binding_label(binding, key)}--> {_describe_queue(queue)}")
+        if not bindings:
+            print("  (no bindings)")
+    unbound = [name for name in topology.queues if not topology.bindings_of(name)]
+    if unbound:
+        print(f"queues without bindings: {', '.join(unbound)}")
+    print()
+    print("message types:")
+    for message in topology.messages.values():
+        fields = ", ".join(
+            f"{f.name}{'' if f.required else '?'}: {f.type}" for f in message.fields
+        )
+        print(f"  {message.name}: {message.exchange} / {message.routing_key} ({fields})")
+    return 0
+
+
+def _apply(args):
+    """``apply``: declare the topology on the broker at ``--amqp-uri``."""
+    # imported here so that validate and show work without the declarer's dependencies
+    from nameko_services.topology.declarer import declare_topology
+
+    topology = load_topology(args.file)
+    uri = _mask_password(args.amqp_uri)
+    with kombu.Connection(args.amqp_uri, connect_timeout=5) as connection:
+        try:
+            # connect first, so that an unreachable broker fails at once, whatever retrying
+            # the declaration might do
+            connection.connect()
+            declare_topology(connection, topology)
+        except (OperationalError, *connection.connection_errors) as exc:
+            print(f"cannot reach the broker at {uri}: {exc}", file=sys.stderr)
+            return 1
+    print(f"declared {_summary(topology, with_messages=False)} on {uri}")
+    return 0
+
+
+def _summary(topology, with_messages=True):
+    counts = [
+        _count(len(topology.exchanges), "exchange"),
+        _count(len(topology.queues), "queue"),
+        _count(len(topology.bindings), "binding"),
+    ]
+    if with_messages:
+        counts.append(_count(len(topology.messages), "message type"))
+    return ", ".join(counts)
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _durability(entity):
+    return "durable" if entity.durable else "transient"
+
+
+def _binding_label(binding, key):
+    arguments = ", ".join(f"{name}={value}" for name, value in binding.arguments.items())
+    return " ".join(part for part in (key, arguments) if part) or "(any)"
+
+
+def _describe_queue(queue):
+    # the queue type and dead-letter target are shown in words, the other arguments as is
+    arguments = {
+        name: value for name, value in queue.broker_arguments.items()
+        if name != "x-queue-type" and not name.startswith("x-dead-letter-")
+    }
+    details = [queue.type, _durability(queue)]
+    details += [f"{name}={value}" for name, value in arguments.items()]
+    text = f"{queue.name} ({', '.join(details)})"
+    if queue.dead_letter is not None:
+        target = queue.dead_letter.exchange
+        if queue.dead_letter.routing_key is not None:
+            target += f" [{queue.dead_letter.routing_key}]"
+        text += f" (DLX -> {target})"
+    return text
+
+
+def _mask_password(uri):
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    hostport = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{hostport}").geturl()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""A minimal client for RabbitMQ's management HTTP API, addressed by an AMQP URI.
+
+AMQP cannot tell a client what arguments an existing entity has; the management API can. The
+host and credentials come from the AMQP URI, the port from ``RABBITMQ_MANAGEMENT_PORT``
+(default 15672).
+"""
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+from kombu.utils.url import url_to_parts
+
+MANAGEMENT_PORT_ENV = "RABBITMQ_MANAGEMENT_PORT"
+
+
+class ManagementError(Exception):
+    pass
+
+
+class ManagementApi:
+    """Calls ``/api/...`` of the broker at ``amqp_uri``; ``vhost`` is the URI's virtual host."""
+
+    def __init__(self, amqp_uri, timeout=5):
+        _, host, _, user, password, vhost, _ = url_to_parts(amqp_uri)
+        port = os.environ.get(MANAGEMENT_PORT_ENV, "15672")
+        self.base_url = f"http://{host or 'localhost'}:{port}/api"
+        self.vhost = vhost or "/"
+        self.timeout = timeout
+        credentials = f"{user or 'guest'}:{password or 'guest'}".encode()
+        self._authorization = "Basic " + base64.b64encode(credentials).decode()
+
+    def path(self, *parts):
+        """``/part/part`` with each part URL-quoted (vhost ``/`` becomes ``%2F``)."""
+        return "/" + "/".join(quote(str(part), safe="") for part in parts)
+
+    def request(self, method, path, body=None):
+        request = urllib.request.Request(
+            self.base_url + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": self._authorization, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = response.read()
+        except urllib.error.HTTPError as exc:
+            raise ManagementError(
+                f"{method} {self.base_url}{path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
+        except OSError as exc:
+            raise ManagementError(f"{method} {self.base_url}{path}: {exc}") from None
+        return json.loads(data) if data else None
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def entity(self, kind, name):
+        """The exchange or queue ``name`` of this vhost as the broker describes it."""
+        return self.get(self.path(f"{kind}s", self.vhost, name))

@@ -1,0 +1,225 @@
+"""The topology framework against the real broker: declaration, @handle, MessagePublisher.
+
+Each test runs nameko containers in-process in a virtual host of its own.
+"""
+import json
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+from nameko.amqp.publish import UndeliverableMessage
+from nameko.rpc import rpc
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+
+from nameko_services.topology import (
+    MessagePublisher, PermanentError, TopologyMismatch, declare_topology, handle, load_topology,
+)
+from tests.support.broker import wait_for
+
+pytestmark = pytest.mark.integration
+
+REPO_TOPOLOGY = Path(__file__).resolve().parents[2] / "topology.yaml"
+VALID_ORDER = {"order_id": "o-1", "item": "widget-A", "quantity": 2}
+
+
+class Recorder:
+    """Collects what a test service's handlers received."""
+
+    def __init__(self):
+        self.received = []
+
+
+received = Recorder()
+
+
+class OrderConsumer:
+    name = "order_consumer"
+
+    @handle("order_placed_queue")
+    def on_order_placed(self, order):
+        if order["item"] == "explode-permanently":
+            raise PermanentError("this item can never be reserved")
+        if order["item"] == "explode":
+            raise RuntimeError("transient failure")
+        received.received.append(order)
+
+
+class Publishing:
+    name = "publishing"
+
+    publish = MessagePublisher()
+
+    @rpc
+    def place(self, payload, correlation_id=None):
+        return self.publish("OrderPlaced", payload, correlation_id=correlation_id)
+
+
+@pytest.fixture(autouse=True)
+def clean_recorder():
+    received.received.clear()
+
+
+@pytest.fixture
+def config(vhost):
+    return {"AMQP_URI": vhost.amqp_uri, "TOPOLOGY_FILE": str(REPO_TOPOLOGY), "max_workers": 4}
+
+
+def topology_in_broker(vhost):
+    queues = {name: (q["durable"], q["arguments"]) for name, q in vhost.queues().items()}
+    exchanges = {name: (e["type"], e["durable"]) for name, e in vhost.exchanges().items()}
+    return queues, exchanges, vhost.bindings()
+
+
+def test_start_up_declares_exactly_the_topology(vhost, config, container_factory):
+    container = container_factory(OrderConsumer, config)
+    container.start()
+
+    queues, exchanges, bindings = topology_in_broker(vhost)
+    topology = load_topology(REPO_TOPOLOGY)
+    assert queues == {
+        name: (True, spec.broker_arguments) for name, spec in topology.queues.items()}
+    assert queues["order_placed_queue"] == (True, {"x-dead-letter-exchange": "dlx_exchange"})
+    assert exchanges == {"orders": ("topic", True), "inventory": ("topic", True),
+                         "dlx_exchange": ("topic", True)}
+    assert bindings == {
+        (b.exchange, b.queue, key) for b in topology.bindings for key in b.routing_keys}
+    assert ("orders", "order_placed_queue", "order.placed") in bindings
+    assert ("dlx_exchange", "dead_letter_queue", "#") in bindings
+
+
+def test_malformed_messages_are_dead_lettered_and_consumption_goes_on(
+        vhost, config, container_factory):
+    container = container_factory(OrderConsumer, config)
+    container.start()
+
+    vhost.publish("orders", "order.placed", b"{not json", content_type="application/json")
+    vhost.publish("orders", "order.placed", b"[1, 2, 3]", content_type="application/json")
+    vhost.publish("orders", "order.placed", {"order_id": "o-2", "item": "widget-A"})
+    vhost.publish("orders", "order.placed",
+                  {"order_id": "o-3", "item": "widget-A", "quantity": "3"})
+    with entrypoint_waiter(container, "on_order_placed", timeout=10):
+        vhost.publish("orders", "order.placed", VALID_ORDER)
+
+    assert received.received == [VALID_ORDER]
+    wait_for(lambda: vhost.depth("dead_letter_queue") == 4, timeout=10,
+             description="4 messages in dead_letter_queue")
+    dead = vhost.take_messages("dead_letter_queue")
+    reasons = {m["body"]: m["headers"]["x-rejected-reason"] for m in dead}
+    assert "not valid JSON" in reasons[b"{not json"]
+    assert "must be a JSON object, got list" in reasons[b"[1, 2, 3]"]
+    assert "field 'quantity' is missing" in reasons[
+        json.dumps({"order_id": "o-2", "item": "widget-A"}).encode()]
+    assert "field 'quantity': '3' is not of type 'integer'" in reasons[
+        json.dumps({"order_id": "o-3", "item": "widget-A", "quantity": "3"}).encode()]
+    assert {m["headers"]["x-rejected-queue"] for m in dead} == {"order_placed_queue"}
+    assert {m["routing_key"] for m in dead} == {"order.placed"}
+    assert vhost.depth("order_placed_queue") == 0
+    assert container.started  # still running
+    assert vhost.consumers("order_placed_queue") == 1
+
+
+def test_permanent_handler_error_is_dead_lettered_at_once(vhost, config, container_factory):
+    container = container_factory(OrderConsumer, config)
+    container.start()
+
+    with entrypoint_waiter(container, "on_order_placed", timeout=10):
+        vhost.publish("orders", "order.placed",
+                      {"order_id": "o-4", "item": "explode-permanently", "quantity": 1})
+
+    wait_for(lambda: vhost.depth("dead_letter_queue") == 1, timeout=10,
+             description="the message in dead_letter_queue")
+    [dead] = vhost.take_messages("dead_letter_queue")
+    assert dead["headers"]["x-rejected-reason"] == (
+        "PermanentError: this item can never be reserved")
+
+
+def test_transient_handler_error_is_retried_then_dead_lettered(vhost, config, container_factory):
+    container = container_factory(OrderConsumer, config)
+    container.start()
+    attempts = load_topology(REPO_TOPOLOGY).queue("order_placed_queue").retry.max_attempts
+
+    vhost.publish("orders", "order.placed", {"order_id": "o-5", "item": "explode", "quantity": 1})
+
+    wait_for(lambda: vhost.depth("dead_letter_queue") == 1, timeout=20,
+             description="the message in dead_letter_queue")
+    [dead] = vhost.take_messages("dead_letter_queue")
+    assert dead["headers"]["x-rejected-reason"] == (
+        f"handler failed {attempts} times, last: RuntimeError: transient failure")
+    assert dead["headers"]["x-attempt"] == attempts
+    assert dead["routing_key"] == "order.placed"
+    assert vhost.depth("order_placed_queue") == 0
+
+
+def test_publisher_sends_a_checked_confirmed_persistent_message(vhost, config, container_factory):
+    container = container_factory(Publishing, config)
+    container.start()
+
+    with entrypoint_hook(container, "place") as place:
+        message_id = place(VALID_ORDER, correlation_id="corr-1")
+        with pytest.raises(Exception) as invalid:
+            place({"order_id": "o-6", "item": "widget-A", "quantity": 0})
+
+    assert "field 'quantity': 0 is less than the minimum of 1" in str(invalid.value)
+    [message] = vhost.take_messages("order_placed_queue")
+    assert json.loads(message["body"]) == VALID_ORDER
+    assert message["properties"]["message_id"] == message_id
+    assert message["properties"]["correlation_id"] == "corr-1"
+    assert message["properties"]["delivery_mode"] == 2
+    assert message["properties"]["content_type"] == "application/json"
+
+
+def test_unroutable_message_is_an_error(vhost, config, container_factory):
+    container = container_factory(Publishing, config)
+    container.start()
+    # unbind the only queue of order.placed: the broker can no longer route OrderPlaced
+    with Connection(vhost.amqp_uri) as connection:
+        connection.default_channel.queue_unbind("order_placed_queue", "orders", "order.placed")
+
+    with entrypoint_hook(container, "place") as place:
+        with pytest.raises(UndeliverableMessage):
+            place(VALID_ORDER)
+
+
+def test_argument_mismatch_fails_start_up_naming_the_entity(vhost, config, container_factory):
+    with Connection(vhost.amqp_uri) as connection:
+        connection.default_channel.queue_declare(
+            "order_placed_queue", durable=True, auto_delete=False,
+            arguments={"x-message-ttl": 60000})
+
+    container = container_factory(OrderConsumer, config)
+    with pytest.raises(TopologyMismatch) as mismatch:
+        container.start()
+
+    message = str(mismatch.value)
+    assert "queue 'order_placed_queue' already exists on the broker with different arguments" in message
+    assert '"x-dead-letter-exchange": "dlx_exchange"' in message  # what topology.yaml declares
+    assert '"x-message-ttl": 60000' in message  # what the broker holds
+    # nothing was deleted or changed
+    assert vhost.queues()["order_placed_queue"]["arguments"] == {"x-message-ttl": 60000}
+
+
+def test_declare_topology_is_idempotent(vhost):
+    topology = load_topology(REPO_TOPOLOGY)
+    with Connection(vhost.amqp_uri) as connection:
+        declare_topology(connection, topology)
+        first = topology_in_broker(vhost)
+        declare_topology(connection, topology)
+    assert topology_in_broker(vhost) == first
+
+
+def test_topology_is_declared_again_after_a_reconnect(vhost, config, container_factory):
+    container = container_factory(OrderConsumer, config)
+    container.start()
+    with Connection(vhost.amqp_uri) as connection:
+        connection.default_channel.queue_delete("dead_letter_queue")
+    assert "dead_letter_queue" not in vhost.queues()
+
+    vhost.close_connections()
+
+    wait_for(lambda: "dead_letter_queue" in vhost.queues(), timeout=20,
+             description="dead_letter_queue declared again")
+    wait_for(lambda: vhost.consumers("order_placed_queue") == 1, timeout=20,
+             description="the consumer back on order_placed_queue")
+    with entrypoint_waiter(container, "on_order_placed", timeout=10):
+        vhost.publish("orders", "order.placed", VALID_ORDER)
+    assert received.received == [VALID_ORDER]

@@ -1,0 +1,109 @@
+"""A throwaway RabbitMQ virtual host per test, and what tests read from the broker."""
+import json
+import subprocess
+import time
+import uuid
+
+from kombu import Connection, Exchange, Producer
+from kombu.utils.url import url_to_parts
+
+from nameko_services.topology.management import ManagementApi
+
+
+def wait_for(condition, timeout=30.0, interval=0.05, description="condition"):
+    """Poll ``condition()`` until it returns something truthy and return that; fail on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {description} "
+                                 f"(last value: {value!r})")
+        time.sleep(interval)
+
+
+class TestVhost:
+    """A virtual host of its own on the broker of ``base_uri``, so runs never share messages."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(self, base_uri, prefix="nt_test"):
+        scheme, host, port, user, password, _, _ = url_to_parts(base_uri)
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.amqp_uri = f"{scheme}://{user}:{password}@{host}:{port or 5672}/{self.name}"
+        self.api = ManagementApi(self.amqp_uri)
+        self.user = user
+
+    def create(self):
+        self.api.request("PUT", self.api.path("vhosts", self.name))
+        self.api.request("PUT", self.api.path("permissions", self.name, self.user),
+                         {"configure": ".*", "write": ".*", "read": ".*"})
+        return self
+
+    def delete(self):
+        self.api.request("DELETE", self.api.path("vhosts", self.name))
+
+    # -- reading the broker -------------------------------------------------------------------
+
+    def depth(self, queue):
+        """Messages ready in ``queue`` now (a passive declare: no statistics delay)."""
+        return self._declare_passive(queue).message_count
+
+    def consumers(self, queue):
+        return self._declare_passive(queue).consumer_count
+
+    def _declare_passive(self, queue):
+        with Connection(self.amqp_uri) as connection:
+            return connection.default_channel.queue_declare(queue, passive=True)
+
+    def queues(self):
+        """name -> queue as the management API describes it (durable, arguments, ...)."""
+        return {q["name"]: q for q in self.api.get(self.api.path("queues", self.name))}
+
+    def exchanges(self):
+        return {e["name"]: e for e in self.api.get(self.api.path("exchanges", self.name))
+                if e["name"] and not e["name"].startswith("amq.")}
+
+    def bindings(self):
+        """(exchange, queue, routing key) of every binding except the default exchange's."""
+        return {(b["source"], b["destination"], b["routing_key"])
+                for b in self.api.get(self.api.path("bindings", self.name)) if b["source"]}
+
+    def take_messages(self, queue):
+        """Remove and return every message in ``queue`` as dicts (body, headers, properties)."""
+        messages = []
+        with Connection(self.amqp_uri) as connection:
+            channel = connection.channel()
+            while True:
+                message = channel.basic_get(queue, no_ack=True)
+                if message is None:
+                    return messages
+                body = message.body  # py-amqp decodes bodies that declare an encoding
+                messages.append({
+                    "body": body.encode() if isinstance(body, str) else body,
+                    "headers": dict(message.headers or {}),
+                    "properties": dict(message.properties),
+                    "routing_key": message.delivery_info["routing_key"],
+                })
+
+    # -- acting on the broker -----------------------------------------------------------------
+
+    def publish(self, exchange, routing_key, body, **properties):
+        """Publish ``body`` (bytes/str as is, anything else as JSON) persistently, confirmed."""
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            properties.setdefault("content_type", "application/json")
+        with Connection(self.amqp_uri, transport_options={"confirm_publish": True}) as conn:
+            Producer(conn.default_channel).publish(
+                body, exchange=Exchange(exchange, no_declare=True) if exchange else "",
+                routing_key=routing_key, delivery_mode=2, **properties)
+
+    def close_connections(self, reason="closed by test"):
+        """Close every client connection in this vhost, as a broker-side fault would.
+
+        rabbitmqctl, not the management API: the API lists a new connection only after its
+        first statistics interval (5 s), so it would miss young connections.
+        """
+        subprocess.run(["rabbitmqctl", "close_all_connections", "-p", self.name, reason],
+                       check=True, capture_output=True, timeout=60)
