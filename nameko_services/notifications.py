@@ -56,6 +56,5 @@ class NotificationsService:
 
     @rpc
     def health(self):
-        with self.db.transaction() as session:
-            session.execute(select(1))
+        self.db.ping()
         return {"status": "ok", "service": self.name}

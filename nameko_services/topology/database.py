@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -88,6 +88,11 @@ class DatabaseHandle:
 
     def create(self, metadata):
         metadata.create_all(self.engine)
+
+    def ping(self):
+        """Raise if the database cannot run a query."""
+        with self.transaction() as session:
+            session.execute(text("SELECT 1"))
 
     @contextmanager
     def transaction(self):

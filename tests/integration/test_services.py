@@ -1,0 +1,62 @@
+"""The three services in one nameko runner against the real broker, with nameko's helpers."""
+from pathlib import Path
+
+import pytest
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+from nameko.testing.utils import get_container
+
+from nameko_services.inventory import InventoryService
+from nameko_services.notifications import NotificationsService
+from nameko_services.orders import OrdersService
+
+pytestmark = pytest.mark.integration
+
+REPO_TOPOLOGY = Path(__file__).resolve().parents[2] / "topology.yaml"
+
+
+@pytest.fixture
+def runner(vhost, tmp_path, runner_factory, monkeypatch):
+    monkeypatch.setenv("INITIAL_STOCK", '{"widget-A": 5}')
+    config = {"AMQP_URI": vhost.amqp_uri, "TOPOLOGY_FILE": str(REPO_TOPOLOGY),
+              "DATA_DIR": str(tmp_path), "max_workers": 4}
+    runner = runner_factory(config, OrdersService, InventoryService, NotificationsService)
+    runner.start()
+    return runner
+
+
+def containers(runner):
+    return (get_container(runner, cls)
+            for cls in (OrdersService, InventoryService, NotificationsService))
+
+
+def test_an_order_flows_through_all_three_services(runner):
+    orders, inventory, notifications = containers(runner)
+
+    with entrypoint_waiter(notifications, "on_inventory_reserved", timeout=15):
+        with entrypoint_waiter(orders, "on_inventory_reserved", timeout=15):
+            with entrypoint_hook(orders, "place_order") as place_order:
+                order = place_order(item="widget-A", quantity=2)
+
+    with entrypoint_hook(orders, "get_order") as get_order:
+        assert get_order(order["order_id"])["status"] == "CONFIRMED"
+    with entrypoint_hook(inventory, "get_inventory") as get_inventory:
+        assert get_inventory() == {"widget-A": 3}
+    with entrypoint_hook(notifications, "list_notifications") as list_notifications:
+        [notice] = list_notifications()
+    assert (notice["order_id"], notice["kind"]) == (order["order_id"], "confirmation")
+
+
+def test_an_order_beyond_stock_is_rejected_with_the_reason(runner):
+    orders, inventory, notifications = containers(runner)
+
+    with entrypoint_waiter(notifications, "on_inventory_failed", timeout=15):
+        with entrypoint_waiter(orders, "on_inventory_failed", timeout=15):
+            with entrypoint_hook(orders, "place_order") as place_order:
+                order = place_order(item="widget-A", quantity=6)
+
+    with entrypoint_hook(orders, "get_order") as get_order:
+        stored = get_order(order["order_id"])
+    assert stored["status"] == "REJECTED"
+    assert stored["reason"] == "insufficient stock for 'widget-A': 5 left, 6 requested"
+    with entrypoint_hook(inventory, "get_inventory") as get_inventory:
+        assert get_inventory() == {"widget-A": 5}

@@ -1,0 +1,149 @@
+"""The services' business rules, with nameko's worker_factory and a real SQLite database."""
+import pytest
+from nameko.testing.services import worker_factory
+
+from nameko_services import inventory, notifications, orders
+from nameko_services.inventory import InitialStockError, InventoryService, parse_initial_stock
+from nameko_services.notifications import NotificationsService
+from nameko_services.orders import OrderConflict, OrdersService
+from nameko_services.topology.database import DatabaseHandle
+
+
+class FakeOutbox:
+    def __init__(self):
+        self.staged = []
+
+    def add(self, session, message_type, payload, message_id=None):
+        self.staged.append((message_type, payload))
+
+
+@pytest.fixture
+def database(tmp_path):
+    return DatabaseHandle(f"sqlite:///{tmp_path}/service.sqlite3")
+
+
+@pytest.fixture
+def inventory_service(database):
+    database.create(inventory.metadata)
+    with database.transaction() as session:
+        session.execute(inventory.stock.insert(), [
+            {"item": "widget-A", "quantity": 3}, {"item": "gadget-X", "quantity": 1}])
+    return worker_factory(InventoryService, db=database, outbox=FakeOutbox())
+
+
+def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
+    inventory_service.on_order_placed({"order_id": "o-1", "item": "widget-A", "quantity": 2})
+
+    assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 1}
+    assert inventory_service.outbox.staged == [("InventoryReserved", {
+        "order_id": "o-1", "item": "widget-A", "quantity": 2, "remaining": 1})]
+    assert inventory_service.list_processed() == ["o-1"]
+
+
+def test_the_same_order_twice_is_applied_once(inventory_service):
+    order = {"order_id": "o-1", "item": "widget-A", "quantity": 1}
+    inventory_service.on_order_placed(order)
+    inventory_service.on_order_placed(order)
+
+    assert inventory_service.get_inventory()["widget-A"] == 2
+    assert len(inventory_service.outbox.staged) == 1
+    assert inventory_service.list_processed() == ["o-1"]
+
+
+@pytest.mark.parametrize("item, quantity, reason", [
+    ("widget-A", 4, "insufficient stock for 'widget-A': 3 left, 4 requested"),
+    ("no-such-thing", 1, "unknown item 'no-such-thing'"),
+])
+def test_reservation_that_cannot_be_met_fails_with_a_reason(
+        inventory_service, item, quantity, reason):
+    inventory_service.on_order_placed({"order_id": "o-2", "item": item, "quantity": quantity})
+
+    assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 3}
+    assert inventory_service.outbox.staged == [("InventoryFailed", {
+        "order_id": "o-2", "item": item, "quantity": quantity, "reason": reason})]
+    assert inventory_service.list_processed() == ["o-2"]
+
+
+def test_initial_stock_defaults_and_parses():
+    assert parse_initial_stock(None)["widget-A"] == 100
+    assert parse_initial_stock('{"a": 5}') == {"a": 5}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{oops", "INITIAL_STOCK is not valid JSON"),
+    ("[1]", "INITIAL_STOCK must be a JSON object"),
+    ('{"a": -1}', "quantity of 'a' must be an integer >= 0, got -1"),
+    ('{"a": 1.5}', "quantity of 'a' must be an integer >= 0, got 1.5"),
+    ('{"a": true}', "quantity of 'a' must be an integer >= 0, got True"),
+    ('{"": 1}', "item names must be 1 to 100 characters"),
+])
+def test_malformed_initial_stock_is_refused(text, message):
+    with pytest.raises(InitialStockError, match=message):
+        parse_initial_stock(text)
+
+
+@pytest.fixture
+def orders_service(database):
+    database.create(orders.metadata)
+    return worker_factory(OrdersService, db=database, outbox=FakeOutbox())
+
+
+def test_place_order_stores_pending_and_publishes(orders_service):
+    order = orders_service.place_order("widget-A", 2)
+
+    assert order["status"] == "PENDING"
+    assert orders_service.get_order(order["order_id"]) == order
+    assert orders_service.outbox.staged == [("OrderPlaced", {
+        "order_id": order["order_id"], "item": "widget-A", "quantity": 2})]
+
+
+def test_placing_the_same_order_again_returns_it_and_publishes_nothing(orders_service):
+    first = orders_service.place_order("widget-A", 2, order_id="client-1")
+    again = orders_service.place_order("widget-A", 2, order_id="client-1")
+    keyed = orders_service.place_order("widget-A", 1, idempotency_key="key-1")
+    keyed_again = orders_service.place_order("widget-A", 1, idempotency_key="key-1")
+
+    assert again == first
+    assert keyed_again == keyed
+    assert len(orders_service.list_orders()) == 2
+    assert len(orders_service.outbox.staged) == 2
+
+
+def test_reusing_an_order_id_for_another_order_is_a_conflict(orders_service):
+    orders_service.place_order("widget-A", 2, order_id="client-1")
+    with pytest.raises(OrderConflict, match="order_id already names order client-1"):
+        orders_service.place_order("widget-A", 3, order_id="client-1")
+    orders_service.place_order("widget-A", 2, idempotency_key="key-1")
+    with pytest.raises(OrderConflict, match="Idempotency-Key already names order"):
+        orders_service.place_order("gadget-X", 2, idempotency_key="key-1")
+
+
+def test_outcomes_settle_a_pending_order_once(orders_service):
+    confirmed = orders_service.place_order("widget-A", 1)["order_id"]
+    rejected = orders_service.place_order("widget-A", 9)["order_id"]
+
+    orders_service.on_inventory_reserved({"order_id": confirmed, "item": "widget-A", "quantity": 1})
+    orders_service.on_inventory_failed({"order_id": rejected, "item": "widget-A", "quantity": 9,
+                                        "reason": "insufficient stock"})
+    # a late, contradictory redelivery changes nothing
+    orders_service.on_inventory_failed({"order_id": confirmed, "item": "widget-A", "quantity": 1,
+                                        "reason": "late"})
+
+    assert orders_service.get_order(confirmed)["status"] == "CONFIRMED"
+    assert orders_service.get_order(rejected)["status"] == "REJECTED"
+    assert orders_service.get_order(rejected)["reason"] == "insufficient stock"
+
+
+def test_one_notification_per_order_outcome(database):
+    database.create(notifications.metadata)
+    service = worker_factory(NotificationsService, db=database)
+    event = {"order_id": "o-1", "item": "widget-A", "quantity": 2, "remaining": 5}
+
+    service.on_inventory_reserved(event)
+    service.on_inventory_reserved(event)
+    service.on_inventory_failed({**event, "order_id": "o-2", "reason": "unknown item"})
+
+    assert [(n["order_id"], n["kind"], n["message"]) for n in service.list_notifications()] == [
+        ("o-1", "confirmation", "Order o-1 confirmed: 2 x widget-A reserved"),
+        ("o-2", "failure", "Order o-2 could not be fulfilled: unknown item"),
+    ]
