@@ -5,6 +5,7 @@ import sys
 from urllib.parse import urlsplit
 
 import kombu
+from amqp.exceptions import AccessRefused
 from kombu.exceptions import OperationalError
 
 from nameko_services.topology.exceptions import TopologyError, TopologyMismatch
@@ -97,12 +98,12 @@ def _apply(args):
     topology = load_topology(args.file)
     uri = _mask_password(args.amqp_uri)
     with kombu.Connection(args.amqp_uri, connect_timeout=5) as connection:
+        # connect first, so that an unreachable broker fails at once whatever retrying the
+        # declaration might do; py-amqp raises a refused login as AccessRefused, a channel error
         try:
-            # connect first, so that an unreachable broker fails at once, whatever retrying
-            # the declaration might do
             connection.connect()
             declare_topology(connection, topology)
-        except (OperationalError, *connection.connection_errors) as exc:
+        except (OperationalError, AccessRefused, *connection.connection_errors) as exc:
             print(f"cannot reach the broker at {uri}: {exc}", file=sys.stderr)
             return 1
     print(f"declared {_summary(topology, with_messages=False)} on {uri}")

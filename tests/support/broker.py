@@ -57,6 +57,12 @@ class TestVhost:
         with Connection(self.amqp_uri) as connection:
             return connection.default_channel.queue_declare(queue, passive=True)
 
+    def acked(self, queue):
+        """How many deliveries from ``queue`` were acked so far (management statistics, which
+        lag by up to one statistics interval but never run backwards)."""
+        stats = self.api.get(self.api.path("queues", self.name, queue)).get("message_stats", {})
+        return stats.get("ack", 0)
+
     def queues(self):
         """name -> queue as the management API describes it (durable, arguments, ...)."""
         return {q["name"]: q for q in self.api.get(self.api.path("queues", self.name))}

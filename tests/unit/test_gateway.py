@@ -1,0 +1,336 @@
+"""The Flask gateway against a fake RPC client: validation, status codes, JSON error bodies."""
+import logging
+
+import pytest
+from nameko.exceptions import RemoteError
+
+from gateway.app import create_app
+from gateway.rpc import RpcClient, RpcTimeout, ServiceUnavailable, UnknownService
+
+ORDER = {"order_id": "o-1", "item": "widget", "quantity": 2, "status": "PENDING",
+         "reason": None, "created_at": 1700000000.0}
+
+
+class FakeRpc:
+    """Records calls; answers from ``responses[(service, method)]``.
+
+    A response may be a value, an exception to raise, or a callable taking the call's kwargs.
+    """
+
+    def __init__(self, responses=None, broker_error=None):
+        self.calls = []
+        self.timeouts = []
+        self.responses = dict(responses or {})
+        self.broker_error = broker_error
+
+    def call(self, service, method, timeout=None, **kwargs):
+        self.calls.append((service, method, kwargs))
+        self.timeouts.append(timeout)
+        response = self.responses.get((service, method))
+        if isinstance(response, Exception):
+            raise response
+        if callable(response):
+            return response(**kwargs)
+        return response
+
+    def check_broker(self, timeout=1.0):
+        if self.broker_error is not None:
+            raise self.broker_error
+
+
+@pytest.fixture
+def rpc():
+    return FakeRpc({("orders", "place_order"): ORDER})
+
+
+@pytest.fixture
+def app(rpc):
+    return create_app({"AMQP_URI": "amqp://unused", "RPC_TIMEOUT": 3, "MAX_BODY_BYTES": 1024},
+                      rpc=rpc)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post_order(client, body=None, data=None, headers=None):
+    if data is None:
+        return client.post("/order", json=body, headers=headers or {})
+    return client.post("/order", data=data, headers=headers or {},
+                       content_type="application/json")
+
+
+def assert_bad_request(response, field, rpc):
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert body["field"] == field
+    assert isinstance(body["error"], str) and body["error"]
+    assert rpc.calls == [], "nothing may be called for bad input"
+
+
+# -- bad input: 400 or 413, and no call ---------------------------------------------------------
+
+def test_invalid_json(client, rpc):
+    assert_bad_request(post_order(client, data='{"item": "widget", '), "body", rpc)
+
+
+def test_invalid_utf8(client, rpc):
+    assert_bad_request(post_order(client, data=b'{"item": "\xff"}'), "body", rpc)
+
+
+def test_deeply_nested_json(rpc):
+    client = create_app({"AMQP_URI": "amqp://unused"}, rpc=rpc).test_client()  # 16 KiB limit
+    assert_bad_request(post_order(client, data="[" * 8000 + "]" * 8000), "body", rpc)
+
+
+@pytest.mark.parametrize("data", ["[1, 2]", '"widget"', "null", "3"])
+def test_body_not_an_object(client, rpc, data):
+    assert_bad_request(post_order(client, data=data), "body", rpc)
+
+
+def test_empty_body(client, rpc):
+    assert_bad_request(post_order(client, data=""), "body", rpc)
+
+
+def test_missing_item(client, rpc):
+    assert_bad_request(post_order(client, {"quantity": 1}), "item", rpc)
+
+
+def test_missing_quantity(client, rpc):
+    assert_bad_request(post_order(client, {"item": "widget"}), "quantity", rpc)
+
+
+@pytest.mark.parametrize("quantity", [True, False, 1.5, 2.0, "3", 0, -1, 1_000_001, None, [1]])
+def test_bad_quantity(client, rpc, quantity):
+    assert_bad_request(post_order(client, {"item": "widget", "quantity": quantity}),
+                       "quantity", rpc)
+
+
+@pytest.mark.parametrize("item", ["", "   ", "a" * 101, 5, None, ["widget"], {"a": 1}])
+def test_bad_item(client, rpc, item):
+    assert_bad_request(post_order(client, {"item": item, "quantity": 1}), "item", rpc)
+
+
+@pytest.mark.parametrize("order_id", ["", "  ", "o" * 101, 5, None])
+def test_bad_order_id(client, rpc, order_id):
+    body = {"item": "widget", "quantity": 1, "order_id": order_id}
+    assert_bad_request(post_order(client, body), "order_id", rpc)
+
+
+def test_unknown_keys_are_named(client, rpc):
+    response = post_order(client, {"item": "widget", "quantity": 1, "colour": "red", "size": 3})
+    assert_bad_request(response, "colour", rpc)
+    assert "colour" in response.get_json()["error"] and "size" in response.get_json()["error"]
+
+
+def test_body_too_large(client, rpc):
+    response = post_order(client, {"item": "widget", "quantity": 1, "order_id": "x" * 2000})
+    assert response.status_code == 413
+    assert response.is_json and "too large" in response.get_json()["error"]
+    assert rpc.calls == []
+
+
+@pytest.mark.parametrize("key", ["", "k" * 201, "caf\u00e9", "tab\there"])
+def test_bad_idempotency_key(client, rpc, key):
+    response = post_order(client, {"item": "widget", "quantity": 1},
+                          headers={"Idempotency-Key": key})
+    assert_bad_request(response, "Idempotency-Key", rpc)
+
+
+# -- POST /order outcomes ---------------------------------------------------------------------
+
+def test_place_order(client, rpc):
+    response = post_order(client, {"item": "  widget ", "quantity": 2, "order_id": "o-1"},
+                          headers={"Idempotency-Key": "k" * 200})
+    assert response.status_code == 202
+    assert response.get_json() == ORDER
+    assert response.headers["Location"] == "/orders/o-1"
+    assert rpc.calls == [("orders", "place_order", {
+        "item": "widget", "quantity": 2, "order_id": "o-1", "idempotency_key": "k" * 200})]
+    assert rpc.timeouts == [3]
+
+
+def test_place_order_without_optional_fields(client, rpc):
+    response = post_order(client, {"item": "w" * 100, "quantity": 1_000_000})
+    assert response.status_code == 202
+    assert rpc.calls == [("orders", "place_order", {
+        "item": "w" * 100, "quantity": 1_000_000, "order_id": None, "idempotency_key": None})]
+
+
+def test_body_without_json_content_type_is_accepted(client, rpc):
+    response = client.post("/order", data='{"item": "widget", "quantity": 1}',
+                           content_type="text/plain")
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize("body, headers, field", [
+    ({"item": "widget", "quantity": 3, "order_id": "o-1"}, {}, "order_id"),
+    ({"item": "widget", "quantity": 3}, {"Idempotency-Key": "k1"}, "Idempotency-Key"),
+])
+def test_conflict(client, rpc, body, headers, field):
+    rpc.responses[("orders", "place_order")] = RemoteError(
+        "OrderConflict", "{} already names order o-1 (2 x widget)".format(field))
+    response = post_order(client, body, headers=headers)
+    assert response.status_code == 409
+    assert response.get_json()["field"] == field
+    assert "already names" in response.get_json()["error"]
+
+
+def test_conflict_with_both_identifiers_names_the_one_the_service_names(client, rpc):
+    rpc.responses[("orders", "place_order")] = RemoteError(
+        "OrderConflict", "Idempotency-Key already names order o-9 (2 x widget)")
+    response = post_order(client, {"item": "widget", "quantity": 3, "order_id": "o-1"},
+                          headers={"Idempotency-Key": "k1"})
+    assert response.status_code == 409
+    assert response.get_json()["field"] == "Idempotency-Key"
+
+
+@pytest.mark.parametrize("exc_type", ["BadRequest", "ValueError"])
+def test_service_rejects_input(client, rpc, exc_type):
+    rpc.responses[("orders", "place_order")] = RemoteError(exc_type, "no such item")
+    response = post_order(client, {"item": "widget", "quantity": 1})
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "no such item", "field": None}
+
+
+@pytest.mark.parametrize("error", [
+    ServiceUnavailable("broker unavailable: connection refused"),
+    RpcTimeout("no reply from orders.place_order within 3s"),
+    UnknownService("no queue bound for orders.place_order"),
+])
+def test_unavailable(client, rpc, error):
+    rpc.responses[("orders", "place_order")] = error
+    response = post_order(client, {"item": "widget", "quantity": 1})
+    assert response.status_code == 503
+    assert response.is_json
+    assert response.get_json()["error"] == "orders service unavailable: {}".format(error)
+
+
+def test_other_remote_error_is_internal(client, rpc, caplog):
+    rpc.responses[("orders", "place_order")] = RemoteError("KeyError", "'boom'")
+    with caplog.at_level(logging.ERROR, logger="gateway.app"):
+        response = post_order(client, {"item": "widget", "quantity": 1})
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error"}
+    assert any(record.exc_info for record in caplog.records)
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, service, method, result", [
+    ("/orders", "orders", "list_orders", [ORDER]),
+    ("/inventory", "inventory", "get_inventory", {"widget": 7, "gadget": 0}),
+    ("/processed", "inventory", "list_processed", ["o-1", "o-2"]),
+    ("/notifications", "notifications", "list_notifications", [{"order_id": "o-1"}]),
+])
+def test_reads(client, rpc, path, service, method, result):
+    rpc.responses[(service, method)] = result
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.get_json() == result
+    assert rpc.calls == [(service, method, {})]
+
+
+def test_get_order(client, rpc):
+    rpc.responses[("orders", "get_order")] = ORDER
+    response = client.get("/orders/o-1")
+    assert response.status_code == 200 and response.get_json() == ORDER
+    assert rpc.calls == [("orders", "get_order", {"order_id": "o-1"})]
+
+
+def test_get_order_missing(client, rpc):
+    rpc.responses[("orders", "get_order")] = None
+    response = client.get("/orders/nope")
+    assert response.status_code == 404
+    assert response.is_json and "nope" in response.get_json()["error"]
+
+
+def test_read_unavailable(client, rpc):
+    rpc.responses[("inventory", "get_inventory")] = RpcTimeout("no reply within 3s")
+    response = client.get("/inventory")
+    assert response.status_code == 503
+    assert response.get_json()["error"].startswith("inventory service unavailable: ")
+
+
+def test_unexpected_exception_is_json_500(client, rpc, caplog):
+    rpc.responses[("notifications", "list_notifications")] = RuntimeError("bug")
+    with caplog.at_level(logging.ERROR, logger="gateway.app"):
+        response = client.get("/notifications")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error"}
+    assert "bug" not in response.get_data(as_text=True)
+    assert any(record.exc_info for record in caplog.records)
+
+
+# -- health -----------------------------------------------------------------------------------
+
+def healthy(service):
+    return {"status": "ok", "service": service}
+
+
+def test_health_ok(client, rpc):
+    for service in ("orders", "inventory", "notifications"):
+        rpc.responses[(service, "health")] = healthy(service)
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ok", "gateway": "ok", "broker": "ok",
+        "services": {"orders": "ok", "inventory": "ok", "notifications": "ok"}}
+    assert all(timeout <= 2 for timeout in rpc.timeouts)
+
+
+def test_health_names_the_failed_service(client, rpc):
+    rpc.responses[("orders", "health")] = healthy("orders")
+    rpc.responses[("inventory", "health")] = RpcTimeout("no reply within 1.5s")
+    rpc.responses[("notifications", "health")] = {"status": "degraded"}
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] != "ok" and body["gateway"] == "ok" and body["broker"] == "ok"
+    assert body["services"]["orders"] == "ok"
+    assert body["services"]["inventory"] == "unavailable: no reply within 1.5s"
+    assert body["services"]["notifications"].startswith("unavailable: ")
+
+
+def test_health_broker_down(rpc):
+    rpc.broker_error = ServiceUnavailable("broker unavailable: connection refused")
+    response = create_app({"AMQP_URI": "amqp://unused"}, rpc=rpc).test_client().get("/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["broker"] == "unavailable: broker unavailable: connection refused"
+    assert set(body["services"]) == {"orders", "inventory", "notifications"}
+    assert all(status.startswith("unavailable") for status in body["services"].values())
+
+
+# -- HTTP errors are JSON ---------------------------------------------------------------------
+
+def test_unknown_route_is_json_404(client):
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.is_json and response.get_json()["error"]
+
+
+def test_wrong_method_is_json_405(client, rpc):
+    response = client.get("/order")
+    assert response.status_code == 405
+    assert response.is_json and response.get_json()["error"]
+    assert "POST" in response.headers["Allow"]
+    assert client.delete("/orders").status_code == 405
+    assert rpc.calls == []
+
+
+# -- the real client --------------------------------------------------------------------------
+
+def test_default_client_is_built_lazily_and_fails_fast_without_broker():
+    app = create_app({"AMQP_URI": "amqp://guest:guest@127.0.0.1:1/", "RPC_TIMEOUT": 10})
+    client = app.extensions["rpc"]
+    assert isinstance(client, RpcClient)
+    assert client._thread is None, "no connection before the first call"
+    try:
+        response = app.test_client().get("/orders")
+        assert response.status_code == 503
+        assert response.get_json()["error"].startswith("orders service unavailable: broker")
+    finally:
+        client.close()
