@@ -18,7 +18,8 @@ $(INSTALLED): setup.cfg setup.py
 broker:
 	scripts/ensure-rabbitmq.sh
 
-# The whole pipeline in the foreground; Ctrl-C stops it. PORT, AMQP_URI, DATA_DIR, LOG_DIR apply.
+# The whole pipeline in the foreground; Ctrl-C stops it. Reads PORT, AMQP_URI, DATA_DIR (logs go
+# to DATA_DIR/logs unless LOG_DIR is set).
 run: install broker
 	$(VENV)/bin/python -m nameko_services.stack
 

@@ -194,11 +194,7 @@ class RpcClient:
         if self._thread is not None:
             self._thread.join(timeout=self.connect_timeout + 2)
         self._fail_pending(ServiceUnavailable("RPC client closed"))
-        while True:
-            try:
-                self._idle_publishers.get_nowait().close()
-            except queue.Empty:
-                break
+        self._discard_idle_publishers()
 
     def check_broker(self, timeout=1.0):
         """Raise :class:`ServiceUnavailable` unless the reply consumer is connected.
@@ -269,10 +265,10 @@ class RpcClient:
             raise RpcTimeout("no free publisher connection for {}".format(target))
         try:
             for attempt in (1, 2):
-                try:
-                    publisher, reused = self._idle_publishers.get_nowait(), True
-                except queue.Empty:
-                    publisher, reused = self._new_publisher(), False
+                publisher = self._idle_publisher() if attempt == 1 else None
+                reused = publisher is not None
+                if publisher is None:
+                    publisher = self._new_publisher()
                 try:
                     routed = publisher.publish(
                         body, correlation_id, timeout=max(_remaining(deadline), 0.001),
@@ -291,9 +287,11 @@ class RpcClient:
                 except Exception as exc:
                     publisher.close(broken=True)
                     # An idle pooled connection may have been closed by the broker meanwhile
-                    # (that is when the failure shows): retry once on a fresh connection.
-                    if reused and attempt == 1 and isinstance(exc, _CONNECTION_ERRORS):
+                    # (that is when the failure shows): retry once on a fresh connection. The
+                    # other idle ones most likely went the same way (broker restart).
+                    if reused and isinstance(exc, _CONNECTION_ERRORS):
                         log.info("publisher connection was stale (%r); reconnecting", exc)
+                        self._discard_idle_publishers(broken=True)
                         continue
                     raise ServiceUnavailable("broker unavailable: {!r}".format(exc)) from exc
                 self._release_publisher(publisher)
@@ -319,6 +317,19 @@ class RpcClient:
             publisher.close()
         else:
             self._idle_publishers.put(publisher)
+
+    def _idle_publisher(self):
+        try:
+            return self._idle_publishers.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _discard_idle_publishers(self, broken=False):
+        while True:
+            publisher = self._idle_publisher()
+            if publisher is None:
+                return
+            publisher.close(broken=broken)
 
     def _connection(self, role, heartbeat=0, **transport_options):
         # Named connections show up in the management UI, and tests cut them by name.
@@ -387,6 +398,7 @@ class RpcClient:
         if lost:
             log.warning("RPC reply connection lost (%r); reconnecting", exc)
             self._fail_pending(ServiceUnavailable("connection to broker lost: {!r}".format(exc)))
+            self._discard_idle_publishers(broken=True)  # likely dead too: not one by one
         else:
             log.log(logging.WARNING if first_failure else logging.DEBUG,
                     "cannot connect to broker %s: %r", redact_uri(self.amqp_uri), exc)

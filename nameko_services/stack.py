@@ -34,6 +34,10 @@ SERVICES = ("orders", "inventory", "notifications")
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 GATEWAY = "gateway"
 
+# Everything here talks to this machine's (or the broker's) ports directly, never via a proxy
+# that http_proxy in the environment may name.
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 # Stacks not yet stopped; stopped at interpreter exit so a crashed test run leaves no orphans.
 _live_stacks = weakref.WeakSet()
 
@@ -142,7 +146,9 @@ class Stack:
         return proc is not None and proc.poll() is None
 
     def _dead_error(self, name, what):
-        proc = self._procs[name]
+        proc = self._procs.get(name)
+        if proc is None:
+            return StackError(f"{name} was never started ({what})")
         return StackError(f"{name} exited with code {proc.returncode} while {what}; "
                           f"last lines of {self.log_path(name)}:\n{tail(self.log_path(name))}")
 
@@ -184,7 +190,7 @@ class Stack:
     def health(self, timeout=5):
         """(status, body) of GET /health; (None, None) when the gateway does not answer."""
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=timeout) as resp:
+            with _http.open(self.url + "/health", timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:  # 503 still carries the per-service report
             status, raw = e.code, e.read()
@@ -209,7 +215,7 @@ class Stack:
         while True:
             for name in procs:
                 if not self._alive(name):
-                    raise self._dead_error(name, "waiting for the stack to become healthy")
+                    raise self._dead_error(name, f"waiting for {self.url}/health")
             status, missing = self._services_ok(names)
             if not missing and (status == 200 or not whole):
                 return
@@ -283,7 +289,7 @@ def _management(amqp_uri, method, path, body=None):
     req.add_header("Content-Type", "application/json")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     req.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with _http.open(req, timeout=10) as resp:
         return resp.status
 
 
@@ -326,7 +332,7 @@ def _on_sigterm(signum, frame):
 def main():
     amqp_uri = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
     data_dir = os.environ.get("DATA_DIR", "./data")
-    log_dir = os.environ.get("LOG_DIR", "./logs")
+    log_dir = os.environ.get("LOG_DIR")  # default: DATA_DIR/logs
     port = int(os.environ.get("PORT", "8080"))
     timeout = float(os.environ.get("STACK_START_TIMEOUT", "60"))
     signal.signal(signal.SIGTERM, _on_sigterm)
