@@ -6,19 +6,27 @@ extensions that use it.
 - :class:`Outbox`: dependency staging messages in the service's database transaction
 - :class:`Database`: dependency giving the service its own SQL database
 - :func:`load_topology`: read and validate a ``topology.yaml``
-"""
-from nameko_services.topology.consumer import Handle, handle
-from nameko_services.topology.database import Database, insert_once
-from nameko_services.topology.declarer import TopologyDeclarer, declare_topology
-from nameko_services.topology.exceptions import (
-    InvalidMessage, PermanentError, TopologyError, TopologyMismatch,
-)
-from nameko_services.topology.model import Topology, load_topology
-from nameko_services.topology.outbox import Outbox
-from nameko_services.topology.publisher import MessagePublisher
 
-__all__ = [
-    "Database", "Handle", "InvalidMessage", "MessagePublisher", "Outbox", "PermanentError",
-    "Topology", "TopologyDeclarer", "TopologyError", "TopologyMismatch", "declare_topology",
-    "handle", "insert_once", "load_topology",
-]
+Names are imported on first use, so that the ``nameko-topology`` CLI does not import nameko
+and eventlet (and eventlet's deprecation warning) just to validate a file.
+"""
+from importlib import import_module
+
+_HOMES = {
+    "Handle": "consumer", "handle": "consumer",
+    "Database": "database", "insert_once": "database",
+    "TopologyDeclarer": "declarer", "declare_topology": "declarer",
+    "InvalidMessage": "exceptions", "PermanentError": "exceptions",
+    "TopologyError": "exceptions", "TopologyMismatch": "exceptions",
+    "Topology": "model", "load_topology": "model",
+    "Outbox": "outbox",
+    "MessagePublisher": "publisher",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
