@@ -9,13 +9,10 @@ Used by `make run` (`python -m nameko_services.stack`), the integration tests an
         stack.start_service("inventory")
         stack.wait_service_ready("inventory")
 
-Also `create_vhost` / `delete_vhost`, which give a test or benchmark a broker vhost of its own
-through the RabbitMQ management HTTP API.
-
-Standard library only: this module must work before anything but Python is installed.
+Re-exports `create_vhost` / `delete_vhost` (from the framework's management API client), which
+give a test or benchmark a broker vhost of its own.
 """
 import atexit
-import base64
 import json
 import os
 import signal
@@ -28,6 +25,8 @@ import urllib.parse
 import urllib.request
 import weakref
 from pathlib import Path
+
+from nameko_services.topology.management import create_vhost, delete_vhost  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orders", "inventory", "notifications")
@@ -154,12 +153,17 @@ class Stack:
 
     # -- public API -------------------------------------------------------------------------
 
-    def start_service(self, name):
-        """(Re)start one service process."""
+    def start_service(self, name, instance=None):
+        """(Re)start one service process.
+
+        ``instance`` (e.g. ``"inventory-2"``) runs a further process of service ``name`` with
+        the same environment, under a name of its own: its own log file and process entry, so
+        ``kill_service(instance)`` / ``stop_service(instance)`` reach only it.
+        """
         if self._nameko is None:
             self._nameko = _nameko_cmd(self.python)
         cmd = self._nameko + ["run", "--config", self.config, f"nameko_services.{name}"]
-        return self._spawn(name, cmd, self._env())
+        return self._spawn(instance or name, cmd, self._env())
 
     def stop_service(self, name, timeout=15):
         """SIGTERM (nameko stops gracefully), then SIGKILL after `timeout` seconds."""
@@ -277,47 +281,6 @@ def _stop_live_stacks():
 
 
 # -- broker vhosts (management HTTP API) ------------------------------------------------------
-
-def _management(amqp_uri, method, path, body=None):
-    u = urllib.parse.urlsplit(amqp_uri)
-    user = urllib.parse.unquote(u.username or "guest")
-    password = urllib.parse.unquote(u.password or "guest")
-    port = int(os.environ.get("RABBITMQ_MANAGEMENT_PORT", "15672"))
-    req = urllib.request.Request(
-        f"http://{u.hostname or '127.0.0.1'}:{port}/api/{path}", method=method,
-        data=None if body is None else json.dumps(body).encode())
-    req.add_header("Content-Type", "application/json")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    req.add_header("Authorization", f"Basic {token}")
-    with _http.open(req, timeout=10) as resp:
-        return resp.status
-
-
-def create_vhost(amqp_uri_base, name):
-    """Create vhost `name` (granting the URI's user full rights); return its AMQP URI."""
-    u = urllib.parse.urlsplit(amqp_uri_base)
-    user = urllib.parse.unquote(u.username or "guest")
-    vhost = urllib.parse.quote(name, safe="")
-    _management(amqp_uri_base, "PUT", f"vhosts/{vhost}")
-    _management(amqp_uri_base, "PUT",
-                f"permissions/{vhost}/{urllib.parse.quote(user, safe='')}",
-                {"configure": ".*", "write": ".*", "read": ".*"})
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + vhost, "", ""))
-
-
-def delete_vhost(amqp_uri, name=None):
-    """Delete vhost `name` (default: the URI's own vhost), with all its queues; no error if
-    it is already gone. Never deletes the default vhost "/"."""
-    if name is None:
-        name = urllib.parse.unquote(urllib.parse.urlsplit(amqp_uri).path[1:])
-    if name in ("", "/"):
-        raise ValueError("refusing to delete the default vhost '/'")
-    try:
-        _management(amqp_uri, "DELETE", f"vhosts/{urllib.parse.quote(name, safe='')}")
-    except urllib.error.HTTPError as e:
-        if e.code != 404:
-            raise
-
 
 # -- `python -m nameko_services.stack` --------------------------------------------------------
 

@@ -5,9 +5,8 @@ import time
 import uuid
 
 from kombu import Connection, Exchange, Producer
-from kombu.utils.url import url_to_parts
 
-from nameko_services.topology.management import ManagementApi
+from nameko_services.topology.management import ManagementApi, create_vhost, delete_vhost
 
 
 def wait_for(condition, timeout=30.0, interval=0.05, description="condition"):
@@ -29,20 +28,16 @@ class TestVhost:
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
     def __init__(self, base_uri, prefix="nt_test"):
-        scheme, host, port, user, password, _, _ = url_to_parts(base_uri)
         self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        self.amqp_uri = f"{scheme}://{user}:{password}@{host}:{port or 5672}/{self.name}"
-        self.api = ManagementApi(self.amqp_uri)
-        self.user = user
+        self.base_uri = base_uri
 
     def create(self):
-        self.api.request("PUT", self.api.path("vhosts", self.name))
-        self.api.request("PUT", self.api.path("permissions", self.name, self.user),
-                         {"configure": ".*", "write": ".*", "read": ".*"})
+        self.amqp_uri = create_vhost(self.base_uri, self.name)
+        self.api = ManagementApi(self.amqp_uri)
         return self
 
     def delete(self):
-        self.api.request("DELETE", self.api.path("vhosts", self.name))
+        delete_vhost(self.amqp_uri)
 
     # -- reading the broker -------------------------------------------------------------------
 
