@@ -14,13 +14,13 @@ from weakref import WeakSet
 
 import eventlet
 from eventlet.queue import Empty, LightQueue
-from nameko.amqp.publish import Publisher as PublisherCore
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     Column, Float, Integer, MetaData, String, Table, Text, and_, delete, or_, select, update,
 )
 
+from nameko_services.topology.batch import BatchPublisher
 from nameko_services.topology.declarer import TopologyDeclarer
 from nameko_services.topology.messages import outgoing
 from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
@@ -86,8 +86,7 @@ class Outbox(DependencyProvider):
             if dependency.attr_name == self.database_attr)
         self.table = outbox_table(MetaData(), self.container.service_name)
         self.table.create(self.database.engine, checkfirst=True)
-        self.publisher = PublisherCore(
-            self.container.config[AMQP_URI_CONFIG_KEY], use_confirms=True, mandatory=True)
+        self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
         self.relay_id = uuid.uuid4().hex
         self._wakeups = LightQueue()
         self._stopping = False
@@ -101,10 +100,12 @@ class Outbox(DependencyProvider):
         self._stopping = True
         self.wake()
         self._relay_thread.wait()
+        self.publisher.close()
 
     def kill(self):
         self._stopping = True
         self.wake()
+        self.publisher.close()
 
     def get_dependency(self, worker_ctx):
         return _OutboxHandle(self, worker_ctx)
@@ -135,28 +136,33 @@ class Outbox(DependencyProvider):
                     pass
 
     def relay_pending(self):
-        """Publish up to ``BATCH_SIZE`` stored messages; return how many were published."""
+        """Publish up to ``BATCH_SIZE`` stored messages; return how many the broker confirmed."""
         rows = self._claim()
-        published = []
+        if not rows:
+            return 0
         try:
-            for row in rows:
-                self.publisher.publish(
-                    row.body, exchange=row.exchange, routing_key=row.routing_key,
-                    message_id=row.message_id, correlation_id=row.correlation_id,
-                    type=row.message_type, content_type="application/json",
-                    content_encoding="utf-8",
-                )
-                published.append(row.id)
-        finally:
-            unpublished = [row.id for row in rows if row.id not in set(published)]
-            with self.database.transaction() as session:
-                if published:
-                    session.execute(delete(self.table).where(self.table.c.id.in_(published)))
-                if unpublished:
-                    # retry at the next wake-up rather than after the lease runs out
-                    session.execute(update(self.table).where(self.table.c.id.in_(unpublished))
-                                    .values(claimed_by=None, claimed_at=None))
-        return len(published)
+            outcome = self.publisher.publish([_as_message(row) for row in rows])
+        except Exception:
+            # some may have been confirmed already: they are published twice, none is lost
+            self._settle(confirmed=[], released=[row.id for row in rows])
+            raise
+        for row in rows:
+            if row.message_id in outcome.returned:
+                # left claimed: retried when the lease runs out, not in a hot loop
+                log.error("outbox: %s %s was not routed (%s); retrying in %ss", row.message_type,
+                          row.message_id, outcome.returned[row.message_id], CLAIM_LEASE_SECONDS)
+        confirmed = [row.id for row in rows if row.message_id in outcome.confirmed]
+        self._settle(confirmed=confirmed,
+                     released=[row.id for row in rows if row.message_id in outcome.nacked])
+        return len(confirmed)
+
+    def _settle(self, confirmed, released):
+        with self.database.transaction() as session:
+            if confirmed:
+                session.execute(delete(self.table).where(self.table.c.id.in_(confirmed)))
+            if released:
+                session.execute(update(self.table).where(self.table.c.id.in_(released))
+                                .values(claimed_by=None, claimed_at=None))
 
     def _claim(self):
         # a lease rather than a held lock: short transactions, and two instances of a service
@@ -200,3 +206,11 @@ class _OutboxHandle:
         ))
         outbox._staged.add(worker_ctx)
         return message["message_id"]
+
+
+def _as_message(row):
+    return {
+        "exchange": row.exchange, "routing_key": row.routing_key, "body": row.body,
+        "message_id": row.message_id, "correlation_id": row.correlation_id,
+        "type": row.message_type,
+    }

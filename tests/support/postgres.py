@@ -37,7 +37,7 @@ class TestDatabase:
         self.name = f"{prefix}_{uuid.uuid4().hex}"
         parts = urllib.parse.urlsplit(self.server_url)
         # the same server and credentials, another database
-        self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
+        self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name)).replace("postgresql://", "postgresql+psycopg2://")  # TEMP
 
     def _execute(self, statement):
         # CREATE / DROP DATABASE cannot run inside a transaction block
@@ -51,6 +51,13 @@ class TestDatabase:
 
     def create(self):
         self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        # TEMP diagnostics
+        from sqlalchemy import create_engine
+        from nameko_services import orders, inventory, notifications
+        e = create_engine(self.url)
+        for m in (orders.metadata, inventory.metadata, notifications.metadata):
+            m.create_all(e)
+        e.dispose()
         return self
 
     def drop(self):

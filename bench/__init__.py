@@ -1,0 +1,1 @@
+"""Benchmarks for the order pipeline (``python -m bench.load``)."""
