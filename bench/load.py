@@ -51,12 +51,13 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from nameko_services.stack import REPO_ROOT, Stack, create_vhost, delete_vhost, tail
 
@@ -244,13 +245,23 @@ def our_stack(args, run_dir):
     finally:
         if stack is not None:
             stack.stop()
-        if not args.keep:
-            delete_vhost(args.amqp_uri, vhost)
+        drop_vhost(args, vhost)
 
 
+@contextmanager
 def running_gateway(url):
-    """A gateway someone else runs (--url): no process metrics."""
-    return Target("ours", url, url, url, final_status="CONFIRMED", logs="(not ours: --url)")
+    """A gateway someone else runs (--url): nothing to start or stop, no process metrics."""
+    yield Target("ours", url, url, url, final_status="CONFIRMED", logs="(not ours: --url)")
+
+
+def drop_vhost(args, vhost):
+    """Delete a vhost of ours unless --keep; a failure is reported, not raised."""
+    if args.keep:
+        return
+    try:
+        delete_vhost(args.amqp_uri, vhost)
+    except Exception as exc:
+        log(f"could not delete vhost {vhost}: {exc}")
 
 
 def copy_reference(src, dst):
@@ -267,7 +278,8 @@ def reference_env(args, python, vhost, ports):
     u = urlsplit(args.amqp_uri)
     env = dict(os.environ, PYTHON=python, RABBITMQ_VHOST=vhost,
                RABBITMQ_HOST=u.hostname or "127.0.0.1", RABBITMQ_PORT=str(u.port or 5672),
-               RABBITMQ_USER=u.username or "guest", RABBITMQ_PASSWORD=u.password or "guest",
+               RABBITMQ_USER=unquote(u.username or "guest"),
+               RABBITMQ_PASSWORD=unquote(u.password or "guest"),
                INITIAL_STOCK=json.dumps({args.item: STOCK}),
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
                **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()})
@@ -337,8 +349,7 @@ def reference_system(args, python, run_dir):
         if code != 0:
             log(f"reference stop.sh failed ({code}): {output}")
         kill_leftovers(pids or reference_pids(home))
-        if not args.keep:
-            delete_vhost(args.amqp_uri, vhost)
+        drop_vhost(args, vhost)
 
 
 def reference_python(args, work_dir):
@@ -519,6 +530,20 @@ def check_listing(what, listed, expected, before):
     return problems
 
 
+def check_notifications(notices, expected, before):
+    """Exactly one confirmation per expected order, and no other (new) entry."""
+    confirmations, others = [], []
+    for entry in notices:
+        ok = isinstance(entry, dict) and is_confirmation(entry)
+        (confirmations if ok else others).append(entry)
+    others = [e for e, i in zip(others, ids_in(others)) if i not in before]
+    problems = check_listing("/notifications", ids_in(confirmations), expected, before)
+    if others:
+        problems.append(f"/notifications: {len(others)} entr(ies) other than confirmations, "
+                        f"e.g. {others[:2]}")
+    return problems
+
+
 def snapshot(target, http_timeout):
     """Order ids each listing holds before the run (none on a fresh system)."""
     return {
@@ -556,15 +581,7 @@ def check_run(target, load, before, args):
                         f"{examples(dups)}")
 
     notices = get_json(target.notifications_url, "/notifications", args.http_timeout)
-    others = [e for e in notices if not (isinstance(e, dict) and is_confirmation(e))
-              and str(e.get("order_id") if isinstance(e, dict) else e)
-              not in before["notifications"]]
-    if others:
-        problems.append(f"/notifications: {len(others)} entr(ies) that are not confirmations, "
-                        f"e.g. {others[:2]}")
-    confirmations = [e for e in notices if isinstance(e, dict) and is_confirmation(e)]
-    problems += check_listing("/notifications", ids_in(confirmations), expected,
-                              before["notifications"])
+    problems += check_notifications(notices, expected, before["notifications"])
 
     processed = get_json(target.inventory_url, "/processed", args.http_timeout)
     problems += check_listing("/processed", ids_in(processed), expected, before["processed"])
@@ -664,7 +681,7 @@ def run_once(system, concurrency, args, work_dir, ref_python):
     if system == "reference":
         context = reference_system(args, ref_python, run_dir)
     elif args.url:
-        context = contextmanager(lambda: (yield running_gateway(args.url)))()
+        context = running_gateway(args.url)
     else:
         context = our_stack(args, run_dir)
     try:
@@ -682,6 +699,7 @@ def run_once(system, concurrency, args, work_dir, ref_python):
             return summarize(target, concurrency, load, poller, usage, timed_out, driver_cpu,
                              problems)
     except Exception as exc:  # a system that does not start or answer fails this run only
+        log(traceback.format_exc())
         return failed_run(system, concurrency, args.orders, exc)
 
 

@@ -104,7 +104,7 @@ def place_order():
     except RemoteError as exc:
         if exc.exc_type == "OrderConflict":
             raise ApiError(409, {"error": exc.value, "field": _conflict_field(exc, kwargs)})
-        if exc.exc_type in ("BadRequest", "ValueError"):
+        if exc.exc_type == "InvalidMessage":  # the service checks the OrderPlaced shape too
             raise bad_request(exc.value, None)
         raise
     headers = {}

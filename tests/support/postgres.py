@@ -37,7 +37,9 @@ class TestDatabase:
         self.name = f"{prefix}_{uuid.uuid4().hex}"
         parts = urllib.parse.urlsplit(self.server_url)
         # the same server and credentials, another database
-        self.url = urllib.parse.urlunsplit(parts._replace(path="/" + self.name)).replace("postgresql://", "postgresql+psycopg2://")  # TEMP
+        self.dsn = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
+        # what DATABASE_URL takes: the documented form, postgresql://user@host:port/name
+        self.url = self.dsn.replace("postgresql://", "postgresql+psycopg2://")  # TEMP
 
     def _execute(self, statement):
         # CREATE / DROP DATABASE cannot run inside a transaction block
@@ -67,7 +69,7 @@ class TestDatabase:
 
     def query(self, statement, *params):
         """Rows of one read-only statement on this database."""
-        connection = psycopg2.connect(self.url, connect_timeout=10)
+        connection = psycopg2.connect(self.dsn, connect_timeout=10)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(statement, params)
