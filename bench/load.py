@@ -443,12 +443,15 @@ def is_confirmation(entry):
 
 class ConfirmationPoller:
     """GETs /notifications every `interval` seconds in a thread; first_seen[order_id] is when
-    the first response holding that order's confirmation arrived."""
+    the first response holding that order's confirmation arrived. `notified` holds every order
+    id with a notification of any kind (a failure notice too: that order is done, unconfirmed)."""
 
     def __init__(self, url, interval, http_timeout):
         self.url, self.interval, self.http_timeout = url, interval, http_timeout
         self.first_seen = {}
+        self.notified = set()
         self.polls = self.poll_errors = 0
+        self.poll_seconds = 0.0  # time spent waiting for GET /notifications answers
         self.last_error = None
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -462,10 +465,10 @@ class ConfirmationPoller:
         self._thread.join(self.http_timeout + 5)
 
     def wait_for(self, order_ids, deadline):
-        """Block until all of `order_ids` were seen (True) or perf_counter() passes
-        `deadline` (False)."""
+        """Block until every one of `order_ids` has a notification (True) or perf_counter()
+        passes `deadline` (False)."""
         with self._changed:
-            while not order_ids <= self.first_seen.keys():
+            while not order_ids <= self.notified:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     return False
@@ -484,9 +487,11 @@ class ConfirmationPoller:
 
     def _poll(self, client):
         self.polls += 1
+        began = time.perf_counter()
         try:
             status, data = client.request("GET", "/notifications")
             arrived = time.perf_counter()
+            self.poll_seconds += arrived - began
             if status != 200:
                 raise RuntimeError(f"HTTP {status}: {data[:200]!r}")
             entries = json.loads(data)
@@ -496,8 +501,12 @@ class ConfirmationPoller:
             return
         with self._changed:
             for entry in entries:
-                if isinstance(entry, dict) and is_confirmation(entry):
-                    self.first_seen.setdefault(str(entry.get("order_id")), arrived)
+                if not isinstance(entry, dict):
+                    continue
+                order_id = str(entry.get("order_id"))
+                self.notified.add(order_id)
+                if is_confirmation(entry):
+                    self.first_seen.setdefault(order_id, arrived)
             self._changed.notify_all()
 
 
@@ -540,8 +549,15 @@ def check_notifications(notices, expected, before):
     problems = check_listing("/notifications", ids_in(confirmations), expected, before)
     if others:
         problems.append(f"/notifications: {len(others)} entr(ies) other than confirmations, "
-                        f"e.g. {others[:2]}")
+                        f"e.g. {describe(others[0])}")
     return problems
+
+
+def describe(entry):
+    if not isinstance(entry, dict):
+        return repr(entry)[:120]
+    return (f"{entry.get('kind')} for {entry.get('order_id')}: "
+            f"{str(entry.get('message'))[:100]!r}")
 
 
 def snapshot(target, http_timeout):
@@ -666,6 +682,8 @@ def summarize(target, concurrency, load, poller, usage, timed_out, driver_cpu, p
         "http_connects": load.connects,
         "poll_interval_s": poller.interval, "polls": poller.polls,
         "poll_errors": poller.poll_errors,
+        "poll_ms_mean": round(1000 * poller.poll_seconds / poller.polls, 1) if poller.polls
+        else None,
         "ok": not problems, "problems": problems, "error_samples": load.errors[:5],
     }
 
@@ -691,8 +709,9 @@ def run_once(system, concurrency, args, work_dir, ref_python):
             load, poller, usage, timed_out, driver_cpu = measure(target, concurrency, args)
             problems = check_run(target, load, before, args)
             if timed_out:
+                notified = {load.order_ids[i] for i in load.accepted()} & poller.notified
                 problems.insert(0, f"timed out: {args.timeout}s after the last POST, "
-                                   f"{len(poller.first_seen)} confirmation(s) seen "
+                                   f"{len(notified)} of the accepted orders notified "
                                    f"(last poll error: {poller.last_error})")
             problems += [f"process {name} exited during the run (logs: {target.logs})"
                          for name, u in usage.items() if u["exited"]]
@@ -806,8 +825,8 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--orders", type=int, default=2000, help="orders per run (2000)")
-    ap.add_argument("-c", "--concurrency", type=int, nargs="+", default=[8],
-                    help="one or more concurrency levels, each run on a fresh system (8)")
+    ap.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8, 32],
+                    help="one or more concurrency levels, each run on a fresh system (1 8 32)")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds to wait for confirmations after the last POST (120)")
     ap.add_argument("--poll-interval", type=float, default=0.2,
@@ -842,31 +861,43 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)  # unwinds the finally blocks that stop what we started
 
 
+def run_all(args, work_dir):
+    """Every run, in order: for each concurrency ours, then (--compare-reference) the
+    reference; each run's table and JSON line are printed as soon as it is over."""
+    ref_python = reference_python(args, work_dir) if args.compare_reference else None
+    systems = ("ours", "reference") if args.compare_reference else ("ours",)
+    results = []
+    for concurrency in args.concurrency:
+        for system in systems:
+            result = run_once(system, concurrency, args, work_dir, ref_python)
+            results.append(result)
+            for problem in result["problems"]:
+                log(f"MISMATCH ({system} c={concurrency}): {problem}")
+            emit(result, print_run, args)
+    return results
+
+
+def report(results, args):
+    if not args.json_only:
+        print_summary(results)
+    records = comparisons(results)
+    for record in records:
+        print(json.dumps(record), flush=True)
+    if records and not args.json_only:
+        print_comparisons(records)
+
+
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     work_dir = Path(tempfile.mkdtemp(prefix="nt-bench-"))
-    results = []
+    ok = False  # stays False when interrupted
     try:
-        ref_python = reference_python(args, work_dir) if args.compare_reference else None
-        systems = ("ours", "reference") if args.compare_reference else ("ours",)
-        for concurrency in args.concurrency:
-            for system in systems:
-                result = run_once(system, concurrency, args, work_dir, ref_python)
-                results.append(result)
-                for problem in result["problems"]:
-                    log(f"MISMATCH ({system} c={concurrency}): {problem}")
-                emit(result, print_run, args)
-        if not args.json_only:
-            print_summary(results)
-        records = comparisons(results)
-        for record in records:
-            print(json.dumps(record), flush=True)
-        if records and not args.json_only:
-            print_comparisons(records)
+        results = run_all(args, work_dir)
+        report(results, args)
+        ok = all(r["ok"] for r in results)
     finally:
-        ok = bool(results) and all(r["ok"] for r in results)
-        if args.keep or not ok:
+        if (args.keep or not ok) and any(work_dir.iterdir()):
             log(f"work dir kept (data, logs): {work_dir}")
         else:
             shutil.rmtree(work_dir, ignore_errors=True)

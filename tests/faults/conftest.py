@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from nameko_services.stack import Stack, tail
+from nameko_services.stack import GATEWAY, Stack, tail
 from tests.support.broker import wait_for
 from tests.support.postgres import TestDatabase, server_available
 
@@ -22,6 +22,7 @@ PIPELINE_QUEUES = ("order_placed_queue", "inventory_reserved_queue", "inventory_
 DEAD_LETTER_QUEUE = "dead_letter_queue"
 
 LAST_FILE = "test_broker_restart.py"
+FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(trylast=True)
@@ -34,12 +35,19 @@ def pytest_collection_modifyitems(session, config, items):
         items[:] = [item for item in items if item not in last] + last
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if outcome.get_result().failed:
+        item.stash[FAILED] = True
+
+
 # -- stacks ----------------------------------------------------------------------------------
 
 @pytest.fixture
-def make_stack(vhost, tmp_path):
+def make_stack(request, vhost, tmp_path):
     """``make_stack(env, data_dir=None)``: a started Stack in the test's vhost; all stopped at
-    teardown. On failure, the tail of every log is printed (pytest shows it)."""
+    teardown. If the test failed, the tail of every log is printed (pytest shows it)."""
     stacks = []
 
     def make(env, data_dir=None, start_timeout=90):
@@ -52,9 +60,10 @@ def make_stack(vhost, tmp_path):
     yield make
     for stack in stacks:
         stack.stop()
-    for stack in stacks[-1:]:
-        for log in sorted(stack.log_dir.glob("*.log")):
-            print(f"--- last lines of {log}:\n{tail(log, 15)}")
+    if request.node.stash.get(FAILED, False):
+        for stack in stacks[-1:]:
+            for log in sorted(stack.log_dir.glob("*.log")):
+                print(f"--- last lines of {log}:\n{tail(log, 30)}")
 
 
 @pytest.fixture(scope="session")
@@ -71,14 +80,31 @@ def postgres_db(postgres_server):
         yield database
 
 
+class ProcessWatch:
+    """Fails fast, naming the process and showing its log, when a process of ``stack`` that
+    should be running has exited (rather than letting a wait run into its timeout)."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.names = set(stack.services) | {GATEWAY} | set(stack.pids())
+
+    def check(self):
+        running = self.stack.pids()
+        for name in sorted(self.names - set(running)):
+            log = self.stack.log_path(name)
+            raise AssertionError(f"{name} is no longer running; last lines of {log}:\n"
+                                 f"{tail(log, 60)}")
+
+
 # -- the gateway, as a client sees it -----------------------------------------------------
 
 class Pipeline:
     """Reads the pipeline's state over HTTP."""
 
-    def __init__(self, url):
+    def __init__(self, url, stack=None):
         self.url = url
         self.session = requests.Session()
+        self.stack = stack  # if given, waits fail as soon as one of its processes has exited
 
     def get(self, path, timeout=10):
         response = self.session.get(f"{self.url}{path}", timeout=timeout)
@@ -107,7 +133,11 @@ class Pipeline:
 
         Waits for *at least* n of each, so that a surplus shows up as a failed exact-count
         assertion in the test rather than as a timeout here."""
+        watch = ProcessWatch(self.stack) if self.stack is not None else None
+
         def done():
+            if watch is not None:
+                watch.check()
             orders = self.try_get("/orders")
             if orders is None or len(orders) < n or any(o["status"] == "PENDING"
                                                         for o in orders):
@@ -140,13 +170,16 @@ class OrderStream:
     RETRYABLE = (502, 503, 504)
 
     def __init__(self, url, n, clients=4, item="widget-A", quantity=1, deadline=240,
-                 retry_interval=0.2):
+                 retry_interval=0.2, pause=0.0, stack=None):
         self.url = url
+        # if given, a refused POST first checks that none of its processes has exited
+        self.watch = ProcessWatch(stack) if stack is not None else None
         self.n = n
         self.clients = clients
         self.item, self.quantity = item, quantity
         self.deadline = deadline
         self.retry_interval = retry_interval
+        self.pause = pause  # each client's think time between two orders: paces the stream
         self.keys = [f"fault-{uuid.uuid4().hex}" for _ in range(n)]
         self.order_ids = [None] * n
         self.retries = 0                 # failed attempts that were retried
@@ -181,6 +214,8 @@ class OrderStream:
         try:
             while (index := self._take()) is not None:
                 self.order_ids[index] = self._place(session, index)
+                if self.pause:
+                    time.sleep(self.pause)
         except Exception as exc:  # reported by result()
             with self._lock:
                 self.errors.append(exc)
@@ -210,6 +245,8 @@ class OrderStream:
             with self._lock:
                 self.retries += 1
                 self.failures[failure] = self.failures.get(failure, 0) + 1
+            if self.watch is not None:
+                self.watch.check()
             time.sleep(self.retry_interval)  # a client's back-off, not a synchronisation
 
     def result(self, timeout=None):
@@ -255,10 +292,21 @@ def assert_each_order_once(snapshot, order_ids, item, initial_stock):
     assert {x["kind"] for x in notifications} == {"confirmation"}
 
 
-def assert_queues_drained(vhost):
-    """Nothing waiting anywhere and nothing dead-lettered."""
-    depths = {queue: vhost.depth(queue) for queue in PIPELINE_QUEUES + (DEAD_LETTER_QUEUE,)}
-    assert depths == dict.fromkeys(depths, 0), depths
+def assert_queues_drained(vhost, timeout=30):
+    """Nothing left waiting in any queue, and nothing dead-lettered.
+
+    Waits (bounded) for the queues to empty: a redelivered or re-published duplicate may still
+    be on its way to being consumed, and dropped, after the pipeline has completed."""
+    queues = PIPELINE_QUEUES + (DEAD_LETTER_QUEUE,)
+    depths = {}
+
+    def empty():
+        depths.update((queue, vhost.depth(queue)) for queue in queues)
+        return not any(depths.values())
+    try:
+        wait_for(empty, timeout=timeout, interval=0.2, description="every queue empty")
+    except AssertionError:
+        raise AssertionError(f"messages left in queues: {depths}") from None
 
 
 def stock_env(stock):

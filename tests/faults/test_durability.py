@@ -28,8 +28,9 @@ PROGRESS = {"orders": "/orders", "inventory": "/processed", "notifications": "/n
 def test_a_service_killed_mid_stream_loses_nothing_and_repeats_nothing(
         vhost, make_stack, service):
     stack = make_stack(stock_env({ITEM: BIG_STOCK}))
-    pipeline = Pipeline(stack.url)
-    stream = OrderStream(stack.url, 300, clients=4).start()
+    pipeline = Pipeline(stack.url, stack)
+    # paced (at most about 80 orders/s) so that the kill surely falls inside the stream
+    stream = OrderStream(stack.url, 300, clients=4, pause=0.05).start()
 
     wait_for(lambda: pipeline.count(PROGRESS[service]) >= 100, timeout=120,
              description=f"{service} a third of the way through the stream")
@@ -41,28 +42,32 @@ def test_a_service_killed_mid_stream_loses_nothing_and_repeats_nothing(
 
     print(f"killed {service} after {accepted_at_kill} of 300 orders were accepted; "
           f"client retries: {stream.failures}")
+    assert accepted_at_kill < 300, "the stream was over before the kill"
     snapshot = pipeline.wait_completed(300)
     assert_each_order_once(snapshot, order_ids, ITEM, BIG_STOCK)
     assert_queues_drained(vhost)
 
 
 def test_a_full_restart_on_the_same_data_keeps_every_order_stock_and_notice(
-        vhost, make_stack, tmp_path):
+        vhost, make_stack):
     env = stock_env({ITEM: 100, "gadget-X": 5})
     stack = make_stack(env)
-    pipeline = Pipeline(stack.url)
+    pipeline = Pipeline(stack.url, stack)
     # 10 that reserve, and 7 against a stock of 5: 5 more that reserve and 2 that fail
     stream_orders(stack.url, 10, item=ITEM)
     stream_orders(stack.url, 7, item="gadget-X")
     before = pipeline.wait_completed(17)
     assert before["/inventory"] == {ITEM: 90, "gadget-X": 0}
-    assert sorted(o["status"] for o in before["/orders"]).count("REJECTED") == 2
-    assert sorted(n["kind"] for n in before["/notifications"]).count("failure") == 2
+    statuses = [o["status"] for o in before["/orders"]]
+    assert (len(statuses), statuses.count("CONFIRMED"), statuses.count("REJECTED")) == (17, 15, 2)
+    kinds = [n["kind"] for n in before["/notifications"]]
+    assert (len(kinds), kinds.count("confirmation"), kinds.count("failure")) == (17, 15, 2)
+    assert len(set(before["/processed"])) == len(before["/processed"]) == 17
     assert_queues_drained(vhost)
 
     stack.stop()
     restarted = make_stack(env, data_dir=stack.data_dir)
-    pipeline = Pipeline(restarted.url)
+    pipeline = Pipeline(restarted.url, restarted)
     after = pipeline.snapshot()
 
     assert after == before  # orders, stock (not re-seeded), processed ids, notifications
@@ -77,14 +82,19 @@ def test_a_full_restart_on_the_same_data_keeps_every_order_stock_and_notice(
 def test_broker_connections_dropped_mid_stream_are_reestablished_and_nothing_lost(
         vhost, make_stack):
     stack = make_stack(stock_env({ITEM: BIG_STOCK}))
-    pipeline = Pipeline(stack.url)
-    stream = OrderStream(stack.url, 100, clients=4).start()
+    pipeline = Pipeline(stack.url, stack)
+    # paced (about 40 orders/s) so that the drop surely falls inside the stream
+    stream = OrderStream(stack.url, 100, clients=4, pause=0.1, stack=stack).start()
 
     wait_for(lambda: stream.accepted >= 30, timeout=120, description="30 orders accepted")
+    accepted_before = stream.accepted
     vhost.close_connections("fault test: connections dropped")
+    accepted_after = stream.accepted
     order_ids = stream.result()
 
-    print(f"client retries: {stream.failures}")
+    print(f"connections dropped between {accepted_before} and {accepted_after} of 100 orders "
+          f"accepted; client retries: {stream.failures}")
+    assert accepted_after < 100, "the stream was over before the connections were dropped"
     snapshot = pipeline.wait_completed(100)
     assert_each_order_once(snapshot, order_ids, ITEM, BIG_STOCK)
     # every consumer is back on its queue
@@ -107,9 +117,9 @@ def consumer_deliveries(vhost, queue):
     return deliveries
 
 
-def test_the_pipeline_runs_on_postgresql(vhost, make_stack, postgres_db, tmp_path):
+def test_the_pipeline_runs_on_postgresql(vhost, postgres_db, make_stack):
     stack = make_stack({**stock_env({ITEM: 100}), "DATABASE_URL": postgres_db.url})
-    pipeline = Pipeline(stack.url)
+    pipeline = Pipeline(stack.url, stack)
 
     order_id = stream_orders(stack.url, 1)[0]
 
@@ -125,9 +135,9 @@ def test_the_pipeline_runs_on_postgresql(vhost, make_stack, postgres_db, tmp_pat
 
 
 def test_two_inventory_instances_on_postgresql_take_each_order_once(
-        vhost, make_stack, postgres_db):
+        vhost, postgres_db, make_stack):
     stack = make_stack({**stock_env({ITEM: 100}), "DATABASE_URL": postgres_db.url})
-    pipeline = Pipeline(stack.url)
+    pipeline = Pipeline(stack.url, stack)
     stack.start_service("inventory", instance="inventory-2")
     wait_for(lambda: vhost.consumers("order_placed_queue") == 2, timeout=60,
              description="two consumers on order_placed_queue")
@@ -136,15 +146,16 @@ def test_two_inventory_instances_on_postgresql_take_each_order_once(
     watching = threading.Event()
 
     def watch_stock():
+        reader = Pipeline(stack.url)  # a session of its own
         while not watching.is_set():
-            inventory = pipeline.try_get("/inventory")
+            inventory = reader.try_get("/inventory")
             if inventory is not None:
                 stock_seen.append(inventory[ITEM])
             watching.wait(0.1)
     watcher = threading.Thread(target=watch_stock, daemon=True)
     watcher.start()
 
-    stream = OrderStream(stack.url, 150, clients=16).start()
+    stream = OrderStream(stack.url, 150, clients=16, stack=stack).start()
     # duplicates of orders already placed, straight to the exchange, racing the originals
     wait_for(lambda: stream.accepted >= 20, timeout=60, description="20 orders accepted")
     duplicated = [order_id for order_id in stream.order_ids if order_id is not None][:20]
@@ -190,7 +201,7 @@ def test_two_inventory_instances_on_postgresql_take_each_order_once(
 
 def test_the_same_client_order_id_twice_creates_one_order(vhost, make_stack):
     stack = make_stack(stock_env({ITEM: 100}))
-    pipeline = Pipeline(stack.url)
+    pipeline = Pipeline(stack.url, stack)
     body = {"item": ITEM, "quantity": 2, "order_id": "client-order-1"}
 
     first = requests.post(f"{stack.url}/order", json=body, timeout=10)

@@ -36,10 +36,10 @@ class TestDatabase:
         self.server_url = server_url or postgres_url()
         self.name = f"{prefix}_{uuid.uuid4().hex}"
         parts = urllib.parse.urlsplit(self.server_url)
-        # the same server and credentials, another database
+        # the same server and credentials, another database (libpq's form, for psycopg2)
         self.dsn = urllib.parse.urlunsplit(parts._replace(path="/" + self.name))
-        # what DATABASE_URL takes: the documented form, postgresql://user@host:port/name
-        self.url = self.dsn.replace("postgresql://", "postgresql+psycopg2://")  # TEMP
+        # what DATABASE_URL is given: the form the README documents, postgresql://...
+        self.url = self.dsn
 
     def _execute(self, statement):
         # CREATE / DROP DATABASE cannot run inside a transaction block
@@ -53,13 +53,6 @@ class TestDatabase:
 
     def create(self):
         self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
-        # TEMP diagnostics
-        from sqlalchemy import create_engine
-        from nameko_services import orders, inventory, notifications
-        e = create_engine(self.url)
-        for m in (orders.metadata, inventory.metadata, notifications.metadata):
-            m.create_all(e)
-        e.dispose()
         return self
 
     def drop(self):
