@@ -16,6 +16,7 @@ Routes::
 import json
 import logging
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -99,8 +100,11 @@ def call(service, method, **kwargs):
 @api.post("/order")
 def place_order():
     kwargs = validate_order(_json_body(), request.headers.get("Idempotency-Key"))
+    # The id is chosen before the call so that the call is safe to repeat: the broker
+    # redelivers a request whose reply was lost, and that delivery must find this order.
+    order_id = kwargs["order_id"] or uuid.uuid4().hex
     try:
-        order = call("orders", "place_order", **kwargs)
+        order = call("orders", "place_order", **dict(kwargs, order_id=order_id))
     except RemoteError as exc:
         if exc.exc_type == "OrderConflict":
             raise ApiError(409, {"error": exc.value, "field": _conflict_field(exc, kwargs)})

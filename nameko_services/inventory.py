@@ -4,12 +4,11 @@ import os
 import time
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from sqlalchemy import (
     CheckConstraint, Column, Float, Integer, MetaData, String, Table, select, update,
 )
 
-from nameko_services.topology import Database, Outbox, handle, insert_once
+from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 

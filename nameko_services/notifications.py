@@ -1,10 +1,9 @@
 """The notifications service: records one notice per order outcome."""
 import time
 
-from nameko.rpc import rpc
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
-from nameko_services.topology import Database, handle, insert_once
+from nameko_services.topology import Database, handle, insert_once, rpc
 
 metadata = MetaData()
 

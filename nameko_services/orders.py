@@ -2,10 +2,9 @@
 import time
 import uuid
 
-from nameko.rpc import rpc
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, select, update
 
-from nameko_services.topology import Database, Outbox, handle
+from nameko_services.topology import Database, Outbox, handle, rpc
 
 metadata = MetaData()
 

@@ -26,7 +26,6 @@ import urllib.request
 import weakref
 from pathlib import Path
 
-from nameko_services.topology.management import create_vhost, delete_vhost  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orders", "inventory", "notifications")

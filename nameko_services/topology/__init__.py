@@ -5,6 +5,7 @@ extensions that use it.
 - :class:`MessagePublisher`: dependency publishing a declared message type, confirmed
 - :class:`Outbox`: dependency staging messages in the service's database transaction
 - :class:`Database`: dependency giving the service its own SQL database
+- :func:`rpc`: nameko's RPC entrypoint, surviving a broker lost mid-call
 - :func:`load_topology`: read and validate a ``topology.yaml``
 
 Names are imported on first use, so that the ``nameko-topology`` CLI does not import nameko
@@ -21,6 +22,7 @@ _HOMES = {
     "Topology": "model", "load_topology": "model",
     "Outbox": "outbox",
     "MessagePublisher": "publisher",
+    "Rpc": "rpc_entrypoint", "rpc": "rpc_entrypoint",
 }
 
 __all__ = sorted(_HOMES)

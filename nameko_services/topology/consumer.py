@@ -21,7 +21,8 @@ import logging
 from functools import partial
 
 import eventlet
-from amqp.exceptions import ConnectionError
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher as PublisherCore
 from nameko.constants import AMQP_URI_CONFIG_KEY, HEADER_PREFIX
 from nameko.exceptions import ContainerBeingKilled
@@ -40,7 +41,41 @@ log = logging.getLogger(__name__)
 PREFETCH_COUNT_CONFIG_KEY = "PREFETCH_COUNT"
 
 
-class TopologyQueueConsumer(QueueConsumer):
+# what settling a message or publishing raises when the broker connection is gone: amqp's own
+# errors, socket errors (ECONNRESET, EPIPE) and kombu's wrapper after its retries
+CONNECTION_ERRORS = (AmqpConnectionError, OSError, OperationalError)
+
+
+class ResilientQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, minus a crash when the connection drops under an ack.
+
+    nameko's ``ack_message`` and ``requeue_message`` catch amqp's ``ConnectionError`` only; a
+    socket reset surfaces as ``OSError`` and, raised in a worker's result handling, would kill
+    the container. The message needs nothing: the broker re-queues the unacked deliveries of a
+    closed connection.
+    """
+
+    def ack_message(self, message):
+        self._settle(message, message.ack)
+
+    def requeue_message(self, message):
+        self._settle(message, message.requeue)
+
+    def reject_message(self, message):
+        """``basic.reject(requeue=False)``: the broker dead-letters it, if the queue has a DLX."""
+        self._settle(message, partial(message.reject, requeue=False))
+
+    def _settle(self, message, settle):
+        if not message.channel.connection:
+            return  # the connection is gone and the message back in its queue
+        try:
+            settle()
+        except CONNECTION_ERRORS as exc:
+            log.warning("%s: connection lost before message %s was settled (%s); the broker "
+                        "redelivers it", self, message.properties.get("message_id"), exc)
+
+
+class TopologyQueueConsumer(ResilientQueueConsumer):
     """The queue consumer behind every ``@handle`` entrypoint of a container.
 
     Differs from nameko's in three ways: it hands raw messages to the entrypoint (no kombu
@@ -73,15 +108,6 @@ class TopologyQueueConsumer(QueueConsumer):
             partial(provider.handle_message, message),
             identifier=f"{type(provider).__name__}.handle_message[{provider.queue_name}]",
         )
-
-    def reject_message(self, message):
-        """``basic.reject(requeue=False)``: the broker dead-letters it, if the queue has a DLX."""
-        # as with ack_message: a message of a lost connection is already back in its queue
-        if message.channel.connection:
-            try:
-                message.reject(requeue=False)
-            except ConnectionError:
-                pass
 
 
 class Handle(Consumer):

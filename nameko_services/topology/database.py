@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
+import psycogreen.eventlet
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -70,9 +71,8 @@ class DatabaseHandle:
     """An engine plus transactions that are safe among a container's green threads."""
 
     def __init__(self, url):
-        self.url = url
-        self.is_sqlite = url.startswith("sqlite")
-        if self.is_sqlite:
+        url = _with_driver(url)
+        if url.get_backend_name() == "sqlite":
             # One connection, one transaction at a time: SQLite serialises writers anyway, and
             # a green thread blocked inside SQLite's busy wait would block the whole process,
             # including the green thread holding the lock.
@@ -82,12 +82,28 @@ class DatabaseHandle:
             event.listen(self.engine, "connect", _tune_sqlite)
             self._lock = Semaphore(1)
         else:
+            if url.get_backend_name() == "postgresql":
+                # psycopg2 blocks in C: without this, a worker waiting on a row lock held by
+                # another worker of the same process would stall the process, lock holder too
+                psycogreen.eventlet.patch_psycopg()
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self._lock = None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._schema_lock = Semaphore(1)
 
     def create(self, metadata):
-        metadata.create_all(self.engine)
+        """Create the tables of ``metadata`` that do not exist yet.
+
+        Safe to call from several extensions' ``setup`` at once (nameko runs them concurrently)
+        and from several processes sharing one PostgreSQL database: "create if missing" is a
+        check then a create, so concurrent callers are serialised.
+        """
+        with self._schema_lock, self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # released at commit; DDL is transactional in PostgreSQL
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _SCHEMA_LOCK_KEY})
+            metadata.create_all(connection)
 
     def ping(self):
         """Raise if the database cannot run a query."""
@@ -103,6 +119,22 @@ class DatabaseHandle:
             return
         with self._lock, self._sessions.begin() as session:
             yield session
+
+
+# an arbitrary constant that names "schema creation" among PostgreSQL advisory locks
+_SCHEMA_LOCK_KEY = 0x6E616D656B6F
+
+
+def _with_driver(url):
+    """``url`` parsed, with PostgreSQL's driver made explicit.
+
+    A plain ``postgresql://`` URL means psycopg 3 from SQLAlchemy 2.1 on but psycopg2 before;
+    psycopg2 is the driver this package installs.
+    """
+    url = make_url(url)
+    if url.drivername == "postgresql":
+        return url.set(drivername="postgresql+psycopg2")
+    return url
 
 
 def _tune_sqlite(dbapi_connection, connection_record):

@@ -85,7 +85,7 @@ class Outbox(DependencyProvider):
             dependency.handle for dependency in self.container.dependencies
             if dependency.attr_name == self.database_attr)
         self.table = outbox_table(MetaData(), self.container.service_name)
-        self.table.create(self.database.engine, checkfirst=True)
+        self.database.create(self.table.metadata)
         self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
         self.relay_id = uuid.uuid4().hex
         self._wakeups = LightQueue()
