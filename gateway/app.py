@@ -10,7 +10,7 @@ Routes::
     GET  /orders/<order_id>  orders.get_order(order_id), 404 if unknown
     GET  /inventory          inventory.get_inventory()
     GET  /processed          inventory.list_processed()
-    GET  /notifications      notifications.list_notifications()
+    GET  /notifications      notifications.list_notifications(after, limit); ?after=<id>&limit=<n>
     GET  /health             broker and every service's health(), 200 or 503
 """
 import json
@@ -142,7 +142,9 @@ def list_processed():
 
 @api.get("/notifications")
 def list_notifications():
-    return jsonify(call("notifications", "list_notifications"))
+    after = _query_int("after", default=0, minimum=0)
+    limit = _query_int("limit", default=None, minimum=1)
+    return jsonify(call("notifications", "list_notifications", after=after, limit=limit))
 
 
 @api.get("/health")
@@ -190,6 +192,16 @@ def _json_body():
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # also bad UTF-8; deep nesting recurses
         raise bad_request("body is not valid JSON: {}".format(exc), "body")
+
+
+def _query_int(name, default, minimum):
+    """Query parameter ``name`` as an integer >= ``minimum``; ``default`` when absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < minimum:
+        raise bad_request("{} must be an integer >= {}".format(name, minimum), name)
+    return int(raw)
 
 
 def validate_order(body, idempotency_key=None):

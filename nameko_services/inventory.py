@@ -5,7 +5,7 @@ import time
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
-    CheckConstraint, Column, Float, Integer, MetaData, String, Table, select, update,
+    CheckConstraint, Column, Float, Integer, MetaData, String, Table, bindparam, select, update,
 )
 
 from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
@@ -33,8 +33,21 @@ INITIAL_STOCK_ENV = "INITIAL_STOCK"
 DEFAULT_INITIAL_STOCK = {"widget-A": 100, "widget-B": 50, "gadget-X": 25, "gizmo-Z": 10}
 
 
+# one conditional UPDATE: checking and taking stock cannot interleave with another order's
+RESERVE = (
+    update(stock)
+    .where(stock.c.item == bindparam("want_item"), stock.c.quantity >= bindparam("want_quantity"))
+    .values(quantity=stock.c.quantity - bindparam("want_quantity"))
+    .returning(stock.c.quantity)
+)
+
+
 class InitialStockError(Exception):
     pass
+
+
+class _AlreadyProcessed(Exception):
+    """Rolls back the transaction of an order that was handled before."""
 
 
 def parse_initial_stock(text):
@@ -72,9 +85,9 @@ class InitialStock(DependencyProvider):
         database = next(d.handle for d in self.container.dependencies
                         if d.attr_name == self.database_attr)
         database.create(metadata)
-        with database.transaction() as session:
+        with database.transaction() as connection:
             for item, quantity in initial.items():
-                insert_once(session, stock, item=item, quantity=quantity)
+                insert_once(connection, stock, item=item, quantity=quantity)
 
 
 class InventoryService:
@@ -87,43 +100,44 @@ class InventoryService:
     @handle("order_placed_queue")
     def on_order_placed(self, order):
         order_id, item, quantity = order["order_id"], order["item"], order["quantity"]
-        with self.db.transaction() as session:
-            if not insert_once(session, processed, order_id=order_id, outcome="pending",
-                               processed_at=time.time()):
-                return  # already handled: a redelivery or a duplicate publish
-            # one conditional UPDATE: checking and taking stock cannot interleave
-            reserved = session.execute(
-                update(stock)
-                .where(stock.c.item == item, stock.c.quantity >= quantity)
-                .values(quantity=stock.c.quantity - quantity)
-                .returning(stock.c.quantity)
-            ).first()
-            if reserved is not None:
-                outcome, reason = "reserved", None
-                self.outbox.add(session, "InventoryReserved", {
-                    "order_id": order_id, "item": item, "quantity": quantity,
-                    "remaining": reserved.quantity})
-            else:
-                known = session.execute(select(stock.c.quantity).where(stock.c.item == item)).first()
-                outcome = "failed"
-                reason = (f"unknown item {item!r}" if known is None else
-                          f"insufficient stock for {item!r}: {known.quantity} left, "
-                          f"{quantity} requested")
-                self.outbox.add(session, "InventoryFailed", {
-                    "order_id": order_id, "item": item, "quantity": quantity, "reason": reason})
-            session.execute(update(processed).where(processed.c.order_id == order_id)
-                            .values(outcome=outcome, reason=reason))
+        try:
+            with self.db.transaction() as connection:
+                reserved = connection.execute(
+                    RESERVE, {"want_item": item, "want_quantity": quantity}).first()
+                if reserved is not None:
+                    outcome, reason = "reserved", None
+                    self.outbox.add(connection, "InventoryReserved", {
+                        "order_id": order_id, "item": item, "quantity": quantity,
+                        "remaining": reserved.quantity})
+                else:
+                    known = connection.execute(
+                        select(stock.c.quantity).where(stock.c.item == item)).first()
+                    outcome = "failed"
+                    reason = (f"unknown item {item!r}" if known is None else
+                              f"insufficient stock for {item!r}: {known.quantity} left, "
+                              f"{quantity} requested")
+                    self.outbox.add(connection, "InventoryFailed", {
+                        "order_id": order_id, "item": item, "quantity": quantity,
+                        "reason": reason})
+                # The inbox row goes in last, in the same transaction: if this order was
+                # handled before (a redelivery, or another instance racing on the queue), the
+                # insert finds it and everything above is rolled back.
+                if not insert_once(connection, processed, order_id=order_id, outcome=outcome,
+                                   reason=reason, processed_at=time.time()):
+                    raise _AlreadyProcessed()
+        except _AlreadyProcessed:
+            pass
 
     @rpc
     def get_inventory(self):
-        with self.db.transaction() as session:
+        with self.db.transaction() as connection:
             return {row.item: row.quantity
-                    for row in session.execute(select(stock).order_by(stock.c.item))}
+                    for row in connection.execute(select(stock).order_by(stock.c.item))}
 
     @rpc
     def list_processed(self):
-        with self.db.transaction() as session:
-            return [row.order_id for row in session.execute(
+        with self.db.transaction() as connection:
+            return [row.order_id for row in connection.execute(
                 select(processed.c.order_id).order_by(processed.c.processed_at))]
 
     @rpc

@@ -40,16 +40,23 @@ class NotificationsService:
                      f"Order {event['order_id']} could not be fulfilled: {event['reason']}")
 
     def _record(self, event, kind, message):
-        with self.db.transaction() as session:
-            insert_once(session, notifications, order_id=event["order_id"], kind=kind,
+        with self.db.transaction() as connection:
+            insert_once(connection, notifications, order_id=event["order_id"], kind=kind,
                         item=event["item"], quantity=event["quantity"], message=message,
                         created_at=time.time())
 
     @rpc
-    def list_notifications(self):
-        with self.db.transaction() as session:
-            rows = session.execute(select(notifications).order_by(notifications.c.id)).all()
-        return [{"order_id": row.order_id, "kind": row.kind, "item": row.item,
+    def list_notifications(self, after=0, limit=None):
+        """Notices in the order they were recorded, those with an ``id`` above ``after`` only.
+
+        The ids increase, so a reader that passes the last id it saw gets only what is new.
+        """
+        query = select(notifications).where(notifications.c.id > after).order_by(notifications.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.db.transaction() as connection:
+            rows = connection.execute(query).all()
+        return [{"id": row.id, "order_id": row.order_id, "kind": row.kind, "item": row.item,
                  "quantity": row.quantity, "message": row.message,
                  "created_at": row.created_at} for row in rows]
 

@@ -2,9 +2,9 @@
 import time
 import uuid
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, select, update
 
-from nameko_services.topology import Database, Outbox, handle, rpc
+from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 
@@ -21,6 +21,14 @@ orders = Table(
 )
 
 PENDING, CONFIRMED, REJECTED = "PENDING", "CONFIRMED", "REJECTED"
+
+# only a PENDING order changes: a redelivered outcome is a no-op
+SETTLE = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("settled_order_id"), orders.c.status == PENDING)
+    .values(status=bindparam("new_status"), reason=bindparam("new_reason"),
+            updated_at=bindparam("now"))
+)
 
 
 class OrderConflict(Exception):
@@ -40,36 +48,31 @@ class OrdersService:
         Placing the same order again (same ``order_id`` or ``idempotency_key``, same item and
         quantity) returns the stored order and publishes nothing.
         """
-        with self.db.transaction() as session:
-            existing = _find_existing(session, order_id, idempotency_key)
-            if existing is not None:
-                if (existing.item, existing.quantity) != (item, quantity):
-                    field = "order_id" if existing.order_id == order_id else "Idempotency-Key"
-                    raise OrderConflict(
-                        f"{field} already names order {existing.order_id} "
-                        f"({existing.quantity} x {existing.item})")
-                return _as_dict(existing)
-            now = time.time()
-            order = {
-                "order_id": order_id or uuid.uuid4().hex, "item": item, "quantity": quantity,
-                "status": PENDING, "reason": None, "idempotency_key": idempotency_key,
-                "created_at": now, "updated_at": now,
-            }
-            session.execute(orders.insert().values(**order))
-            self.outbox.add(session, "OrderPlaced", {
+        now = time.time()
+        order = {
+            "order_id": order_id or uuid.uuid4().hex, "item": item, "quantity": quantity,
+            "status": PENDING, "reason": None, "idempotency_key": idempotency_key,
+            "created_at": now, "updated_at": now,
+        }
+        with self.db.transaction() as connection:
+            # insert first: the common case costs one statement, and a racing duplicate
+            # waits on the unique keys instead of slipping between a check and an insert
+            if not insert_once(connection, orders, **order):
+                return _as_dict(_existing(connection, order_id, idempotency_key, item, quantity))
+            self.outbox.add(connection, "OrderPlaced", {
                 "order_id": order["order_id"], "item": item, "quantity": quantity})
         return _as_dict(order)
 
     @rpc
     def get_order(self, order_id):
-        with self.db.transaction() as session:
-            row = session.execute(select(orders).where(orders.c.order_id == order_id)).first()
+        with self.db.transaction() as connection:
+            row = connection.execute(select(orders).where(orders.c.order_id == order_id)).first()
         return None if row is None else _as_dict(row)
 
     @rpc
     def list_orders(self):
-        with self.db.transaction() as session:
-            rows = session.execute(select(orders).order_by(orders.c.created_at)).all()
+        with self.db.transaction() as connection:
+            rows = connection.execute(select(orders).order_by(orders.c.created_at)).all()
         return [_as_dict(row) for row in rows]
 
     @rpc
@@ -86,22 +89,26 @@ class OrdersService:
         self._settle(event["order_id"], REJECTED, event["reason"])
 
     def _settle(self, order_id, status, reason):
-        # only a PENDING order changes: a redelivered outcome is a no-op
-        with self.db.transaction() as session:
-            session.execute(
-                update(orders)
-                .where(orders.c.order_id == order_id, orders.c.status == PENDING)
-                .values(status=status, reason=reason, updated_at=time.time()))
+        with self.db.transaction() as connection:
+            connection.execute(SETTLE, {"settled_order_id": order_id, "new_status": status,
+                                        "new_reason": reason, "now": time.time()})
 
 
-def _find_existing(session, order_id, idempotency_key):
-    for column, value in ((orders.c.order_id, order_id),
-                          (orders.c.idempotency_key, idempotency_key)):
-        if value is not None:
-            row = session.execute(select(orders).where(column == value)).first()
-            if row is not None:
-                return row
-    return None
+def _existing(connection, order_id, idempotency_key, item, quantity):
+    """The stored order that the order id or idempotency key names; OrderConflict if it is
+    not the same order."""
+    for column, value, field in ((orders.c.order_id, order_id, "order_id"),
+                                 (orders.c.idempotency_key, idempotency_key, "Idempotency-Key")):
+        if value is None:
+            continue
+        row = connection.execute(select(orders).where(column == value)).first()
+        if row is None:
+            continue
+        if (row.item, row.quantity) != (item, quantity):
+            raise OrderConflict(f"{field} already names order {row.order_id} "
+                                f"({row.quantity} x {row.item})")
+        return row
+    raise AssertionError("insert_once found a conflict that no unique key explains")
 
 
 def _as_dict(row):

@@ -6,7 +6,7 @@ tables, whose names it prefixes with its service name).
 """
 import os
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import psycogreen.eventlet
@@ -14,7 +14,6 @@ from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 DATABASE_URL_CONFIG_KEY = "DATABASE_URL"
@@ -37,7 +36,7 @@ class Database(DependencyProvider):
 
             @rpc
             def get_inventory(self):
-                with self.db.transaction() as session:
+                with self.db.transaction() as connection:
                     ...
     """
 
@@ -88,7 +87,6 @@ class DatabaseHandle:
                 psycogreen.eventlet.patch_psycopg()
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self._lock = None
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._schema_lock = Semaphore(1)
 
     def create(self, metadata):
@@ -107,18 +105,19 @@ class DatabaseHandle:
 
     def ping(self):
         """Raise if the database cannot run a query."""
-        with self.transaction() as session:
-            session.execute(text("SELECT 1"))
+        with self.transaction() as connection:
+            connection.execute(text("SELECT 1"))
 
     @contextmanager
     def transaction(self):
-        """A session inside one transaction: committed on exit, rolled back on an exception."""
+        """A ``Connection`` inside one transaction: committed on exit, rolled back on an
+        exception. SQLAlchemy Core, not the ORM: the services speak in statements."""
         if self._lock is None:
-            with self._sessions.begin() as session:
-                yield session
+            with self.engine.begin() as connection:
+                yield connection
             return
-        with self._lock, self._sessions.begin() as session:
-            yield session
+        with self._lock, self.engine.begin() as connection:
+            yield connection
 
 
 # an arbitrary constant that names "schema creation" among PostgreSQL advisory locks
@@ -147,7 +146,7 @@ def _tune_sqlite(dbapi_connection, connection_record):
     cursor.close()
 
 
-def insert_once(session, table, **values):
+def insert_once(connection, table, **values):
     """Insert a row unless one with the same unique key exists; True if it was inserted.
 
     The idempotent-consumer check: recording a message's key in the same transaction as its
@@ -155,9 +154,15 @@ def insert_once(session, table, **values):
     apply its effect once. ``ON CONFLICT DO NOTHING`` makes a racing duplicate wait for the
     first transaction and then do nothing, instead of failing the transaction.
     """
-    dialect = _UPSERT_DIALECTS[session.get_bind().dialect.name]
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    return session.execute(statement).rowcount == 1
+    return connection.execute(_insert_or_skip(connection.dialect.name, table),
+                              values).rowcount == 1
+
+
+@lru_cache(maxsize=None)
+def _insert_or_skip(dialect_name, table):
+    # one statement object per table: SQLAlchemy then finds its compiled form in its cache
+    # by identity instead of rebuilding and re-keying the statement on every call
+    return _UPSERT_DIALECTS[dialect_name].insert(table).on_conflict_do_nothing()
 
 
 # the databases supported: both have INSERT ... ON CONFLICT DO NOTHING

@@ -6,6 +6,11 @@ transaction as the state change; a relay in the same container publishes stored 
 publisher confirms and deletes each one only after its confirm. A crash anywhere re-publishes
 the stored event, with the same ``message_id``, after the restart: at-least-once delivery, which
 consumers turn into exactly-once effects by deduplicating (see ``database.insert_once``).
+
+Each row is written already claimed by the relay of the process that wrote it, so the relay
+reads its own rows and needs no claiming transaction per batch. Rows whose claim is older than
+``CLAIM_LEASE_SECONDS`` (their process died, or the broker would not take them) are adopted by
+whichever relay sweeps next, in this process or another instance sharing the database.
 """
 import logging
 import time
@@ -17,7 +22,7 @@ from eventlet.queue import Empty, LightQueue
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
-    Column, Float, Integer, MetaData, String, Table, Text, and_, delete, or_, select, update,
+    Column, Float, Integer, MetaData, String, Table, Text, delete, or_, select, update,
 )
 
 from nameko_services.topology.batch import BatchPublisher
@@ -52,10 +57,10 @@ def outbox_table(metadata, service_name):
 
 
 class Outbox(DependencyProvider):
-    """Injects an outbox whose ``add(session, message_type, payload)`` stages a message.
+    """Injects an outbox whose ``add(connection, message_type, payload)`` stages a message.
 
     The message is checked against its type in ``topology.yaml`` and written through
-    ``session``, so it is committed or rolled back with the rest of the transaction. After the
+    ``connection``, so it is committed or rolled back with the rest of the transaction. After the
     worker ends, the container's relay publishes it (persistent, confirmed, mandatory).
 
     :Parameters:
@@ -70,9 +75,9 @@ class Outbox(DependencyProvider):
 
             @rpc
             def place_order(self, item, quantity):
-                with self.db.transaction() as session:
-                    session.execute(orders.insert().values(...))
-                    self.outbox.add(session, "OrderPlaced", {...})
+                with self.db.transaction() as connection:
+                    connection.execute(orders.insert().values(...))
+                    self.outbox.add(connection, "OrderPlaced", {...})
     """
 
     declarer = TopologyDeclarer()
@@ -84,10 +89,14 @@ class Outbox(DependencyProvider):
         self.database = next(
             dependency.handle for dependency in self.container.dependencies
             if dependency.attr_name == self.database_attr)
-        self.table = outbox_table(MetaData(), self.container.service_name)
+        self.table = table = outbox_table(MetaData(), self.container.service_name)
         self.database.create(self.table.metadata)
         self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
         self.relay_id = uuid.uuid4().hex
+        # built once: the relay runs it after every worker that staged a message
+        self._own_rows = (select(table).where(table.c.claimed_by == self.relay_id)
+                          .order_by(table.c.id).limit(BATCH_SIZE))
+        self._insert_row = table.insert()
         self._wakeups = LightQueue()
         self._stopping = False
         self._staged = WeakSet()  # worker contexts that staged a message
@@ -120,8 +129,12 @@ class Outbox(DependencyProvider):
             self._wakeups.put(None)
 
     def _relay(self):
+        next_sweep = 0.0
         while True:
             try:
+                if time.monotonic() >= next_sweep:
+                    self.adopt_expired()
+                    next_sweep = time.monotonic() + POLL_SECONDS
                 relayed = self.relay_pending()
             except Exception:
                 log.exception("outbox relay failed; retrying in %ss", ERROR_BACKOFF_SECONDS)
@@ -136,8 +149,10 @@ class Outbox(DependencyProvider):
                     pass
 
     def relay_pending(self):
-        """Publish up to ``BATCH_SIZE`` stored messages; return how many the broker confirmed."""
-        rows = self._claim()
+        """Publish up to ``BATCH_SIZE`` of this relay's stored messages; return how many the
+        broker confirmed."""
+        with self.database.transaction() as connection:
+            rows = connection.execute(self._own_rows).all()
         if not rows:
             return 0
         try:
@@ -146,42 +161,44 @@ class Outbox(DependencyProvider):
             # some may have been confirmed already: they are published twice, none is lost
             self._settle(confirmed=[], released=[row.id for row in rows])
             raise
+        returned = [row.id for row in rows if row.message_id in outcome.returned]
         for row in rows:
             if row.message_id in outcome.returned:
-                # left claimed: retried when the lease runs out, not in a hot loop
                 log.error("outbox: %s %s was not routed (%s); retrying in %ss", row.message_type,
                           row.message_id, outcome.returned[row.message_id], CLAIM_LEASE_SECONDS)
         confirmed = [row.id for row in rows if row.message_id in outcome.confirmed]
         self._settle(confirmed=confirmed,
-                     released=[row.id for row in rows if row.message_id in outcome.nacked])
+                     released=[row.id for row in rows if row.message_id in outcome.nacked],
+                     parked=returned)
         return len(confirmed)
 
-    def _settle(self, confirmed, released):
-        with self.database.transaction() as session:
+    def _settle(self, confirmed, released, parked=()):
+        # released: retried at the next sweep; parked: once its lease has run out, not in a
+        # hot loop (an unroutable message stays unroutable until someone fixes a binding)
+        table = self.table
+        with self.database.transaction() as connection:
             if confirmed:
-                session.execute(delete(self.table).where(self.table.c.id.in_(confirmed)))
+                connection.execute(delete(table).where(table.c.id.in_(confirmed)))
             if released:
-                session.execute(update(self.table).where(self.table.c.id.in_(released))
-                                .values(claimed_by=None, claimed_at=None))
+                connection.execute(update(table).where(table.c.id.in_(released))
+                                   .values(claimed_by=None, claimed_at=None))
+            if parked:
+                connection.execute(update(table).where(table.c.id.in_(parked))
+                                   .values(claimed_by=None))
 
-    def _claim(self):
+    def adopt_expired(self):
+        """Claim the rows nobody holds a live claim on: released ones, and those of relays
+        that died (or could not publish) more than ``CLAIM_LEASE_SECONDS`` ago."""
         # a lease rather than a held lock: short transactions, and two instances of a service
         # sharing one database never publish the same rows at the same time
         table, now = self.table, time.time()
-        claimable = or_(table.c.claimed_by.is_(None),
-                        table.c.claimed_at < now - CLAIM_LEASE_SECONDS)
-        with self.database.transaction() as session:
-            candidates = select(table.c.id).where(claimable).order_by(table.c.id).limit(BATCH_SIZE)
-            session.execute(
+        with self.database.transaction() as connection:
+            connection.execute(
                 update(table)
-                .where(and_(table.c.id.in_(candidates.scalar_subquery()), claimable))
+                .where(or_(table.c.claimed_at.is_(None),
+                           table.c.claimed_at < now - CLAIM_LEASE_SECONDS))
                 .values(claimed_by=self.relay_id, claimed_at=now, attempts=table.c.attempts + 1)
-                .execution_options(synchronize_session=False)
             )
-            return session.execute(
-                select(table).where(and_(table.c.claimed_by == self.relay_id,
-                                         table.c.claimed_at == now)).order_by(table.c.id)
-            ).all()
 
 
 class _OutboxHandle:
@@ -189,8 +206,8 @@ class _OutboxHandle:
         self._outbox = outbox
         self._worker_ctx = worker_ctx
 
-    def add(self, session, message_type, payload, message_id=None):
-        """Stage ``payload`` as a ``message_type`` message in ``session``'s transaction.
+    def add(self, connection, message_type, payload, message_id=None):
+        """Stage ``payload`` as a ``message_type`` message in ``connection``'s transaction.
 
         Returns the message id (the event id downstream consumers see).
         """
@@ -198,12 +215,13 @@ class _OutboxHandle:
         message = outgoing(
             outbox.declarer.topology.message(message_type), payload, message_id=message_id,
             correlation_id=worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY))
-        session.execute(outbox.table.insert().values(
-            message_id=message["message_id"], message_type=message_type,
-            exchange=message["exchange"], routing_key=message["routing_key"],
-            correlation_id=message["correlation_id"], body=message["body"],
-            created_at=time.time(), attempts=0,
-        ))
+        now = time.time()
+        connection.execute(outbox._insert_row, {
+            "message_id": message["message_id"], "message_type": message_type,
+            "exchange": message["exchange"], "routing_key": message["routing_key"],
+            "correlation_id": message["correlation_id"], "body": message["body"],
+            "created_at": now, "claimed_by": outbox.relay_id, "claimed_at": now, "attempts": 1,
+        })
         outbox._staged.add(worker_ctx)
         return message["message_id"]
 

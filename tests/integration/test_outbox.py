@@ -29,8 +29,8 @@ class Staging:
 
     @rpc
     def stage(self, payload, fail=False):
-        with self.db.transaction() as session:
-            message_id = self.outbox.add(session, "OrderPlaced", payload)
+        with self.db.transaction() as connection:
+            message_id = self.outbox.add(connection, "OrderPlaced", payload)
             if fail:
                 raise RuntimeError("rolled back")
         return message_id
@@ -45,8 +45,8 @@ def config(vhost, tmp_path):
 def stored_rows(tmp_path):
     database = DatabaseHandle(f"sqlite:///{tmp_path}/staging.sqlite3")
     table = outbox_table(MetaData(), "staging")
-    with database.transaction() as session:
-        return session.execute(select(func.count()).select_from(table)).scalar()
+    with database.transaction() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar()
 
 
 def test_a_committed_message_is_published_and_then_deleted(vhost, config, tmp_path,
@@ -75,8 +75,8 @@ def test_a_message_stored_before_a_crash_is_published_after_the_restart(
     # the relay never runs: as if the process died between commit and publish
     first.kill()
     outbox = next(d for d in first.dependencies if d.attr_name == "outbox")
-    with outbox.database.transaction() as session:
-        message_id = outbox_handle(outbox).add(session, "OrderPlaced", ORDER)
+    with outbox.database.transaction() as connection:
+        message_id = outbox_handle(outbox).add(connection, "OrderPlaced", ORDER)
     assert stored_rows(tmp_path) == 1
 
     container_factory(Staging, config).start()

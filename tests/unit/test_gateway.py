@@ -229,18 +229,33 @@ def test_other_remote_error_is_internal(client, rpc, caplog):
 
 # -- reads ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, service, method, result", [
-    ("/orders", "orders", "list_orders", [ORDER]),
-    ("/inventory", "inventory", "get_inventory", {"widget": 7, "gadget": 0}),
-    ("/processed", "inventory", "list_processed", ["o-1", "o-2"]),
-    ("/notifications", "notifications", "list_notifications", [{"order_id": "o-1"}]),
+@pytest.mark.parametrize("path, service, method, kwargs, result", [
+    ("/orders", "orders", "list_orders", {}, [ORDER]),
+    ("/inventory", "inventory", "get_inventory", {}, {"widget": 7, "gadget": 0}),
+    ("/processed", "inventory", "list_processed", {}, ["o-1", "o-2"]),
+    ("/notifications", "notifications", "list_notifications", {"after": 0, "limit": None},
+     [{"id": 1, "order_id": "o-1"}]),
+    ("/notifications?after=41&limit=5", "notifications", "list_notifications",
+     {"after": 41, "limit": 5}, [{"id": 42, "order_id": "o-1"}]),
 ])
-def test_reads(client, rpc, path, service, method, result):
+def test_reads(client, rpc, path, service, method, kwargs, result):
     rpc.responses[(service, method)] = result
     response = client.get(path)
     assert response.status_code == 200
     assert response.get_json() == result
-    assert rpc.calls == [(service, method, {})]
+    assert rpc.calls == [(service, method, kwargs)]
+
+
+@pytest.mark.parametrize("query, field", [
+    ("after=-1", "after"), ("after=x", "after"), ("after=1.5", "after"), ("after=", "after"),
+    ("after=%D9%A3", "after"), ("after=9" * 1 + "9" * 30, "after"),
+    ("limit=0", "limit"), ("limit=ten", "limit"),
+])
+def test_bad_notification_cursor_is_a_400_naming_it(client, rpc, query, field):
+    response = client.get("/notifications?" + query)
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert rpc.calls == []
 
 
 def test_get_order(client, rpc):

@@ -1,6 +1,7 @@
 """The services' business rules, with nameko's worker_factory and a real SQLite database."""
 import pytest
 from nameko.testing.services import worker_factory
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, select
 
 from nameko_services import inventory, notifications, orders
 from nameko_services.inventory import InitialStockError, InventoryService, parse_initial_stock
@@ -10,11 +11,25 @@ from nameko_services.topology.database import DatabaseHandle
 
 
 class FakeOutbox:
-    def __init__(self):
-        self.staged = []
+    """Stages messages in the caller's transaction, as the real outbox does, without a relay:
+    a rolled-back transaction stages nothing."""
 
-    def add(self, session, message_type, payload, message_id=None):
-        self.staged.append((message_type, payload))
+    table = Table("fake_outbox", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("message_type", String), Column("payload", JSON))
+
+    def __init__(self, database):
+        self.database = database
+        database.create(self.table.metadata)
+
+    def add(self, connection, message_type, payload, message_id=None):
+        connection.execute(self.table.insert(),
+                           {"message_type": message_type, "payload": payload})
+
+    @property
+    def staged(self):
+        with self.database.transaction() as connection:
+            rows = connection.execute(select(self.table).order_by(self.table.c.id)).all()
+        return [(row.message_type, row.payload) for row in rows]
 
 
 @pytest.fixture
@@ -25,10 +40,10 @@ def database(tmp_path):
 @pytest.fixture
 def inventory_service(database):
     database.create(inventory.metadata)
-    with database.transaction() as session:
-        session.execute(inventory.stock.insert(), [
+    with database.transaction() as connection:
+        connection.execute(inventory.stock.insert(), [
             {"item": "widget-A", "quantity": 3}, {"item": "gadget-X", "quantity": 1}])
-    return worker_factory(InventoryService, db=database, outbox=FakeOutbox())
+    return worker_factory(InventoryService, db=database, outbox=FakeOutbox(database))
 
 
 def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
@@ -85,7 +100,7 @@ def test_malformed_initial_stock_is_refused(text, message):
 @pytest.fixture
 def orders_service(database):
     database.create(orders.metadata)
-    return worker_factory(OrdersService, db=database, outbox=FakeOutbox())
+    return worker_factory(OrdersService, db=database, outbox=FakeOutbox(database))
 
 
 def test_place_order_stores_pending_and_publishes(orders_service):
@@ -147,3 +162,17 @@ def test_one_notification_per_order_outcome(database):
         ("o-1", "confirmation", "Order o-1 confirmed: 2 x widget-A reserved"),
         ("o-2", "failure", "Order o-2 could not be fulfilled: unknown item"),
     ]
+
+
+def test_notifications_are_read_from_a_cursor(database):
+    database.create(notifications.metadata)
+    service = worker_factory(NotificationsService, db=database)
+    for n in range(1, 6):
+        service.on_inventory_reserved(
+            {"order_id": f"o-{n}", "item": "widget-A", "quantity": 1, "remaining": 10 - n})
+
+    first_two = service.list_notifications(limit=2)
+    assert [n["order_id"] for n in first_two] == ["o-1", "o-2"]
+    rest = service.list_notifications(after=first_two[-1]["id"])
+    assert [n["order_id"] for n in rest] == ["o-3", "o-4", "o-5"]
+    assert service.list_notifications(after=rest[-1]["id"]) == []
