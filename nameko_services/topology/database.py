@@ -77,6 +77,9 @@ class DatabaseHandle:
             # including the green thread holding the lock.
             self.engine = create_engine(
                 url, poolclass=StaticPool,
+                # every use is a transaction that ends in commit or rollback: the pool's
+                # extra rollback when the connection comes back would be one more call each
+                pool_reset_on_return=None,
                 connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(self.engine, "connect", _tune_sqlite)
             self._lock = Semaphore(1)
