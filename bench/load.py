@@ -27,8 +27,9 @@ peak RSS MB   max of the resident set size sampled every 100 ms over the same wi
               (/proc/<pid>/statm). The JSON also has rss_hwm_mb, the kernel's high-water mark
               (VmHWM), which includes start-up.
 
-The poller's GETs (each returns every notification so far) load both systems alike. The
-driver runs on the same machine and competes for CPU (JSON: driver_cpu_s).
+The poller's GETs are load on both systems. Where notices carry an integer id (ours) it
+asks only for newer ones (?after=<id>); the reference's have none and are read in full each
+time. The driver runs on the same machine and competes for CPU (JSON: driver_cpu_s).
 
 Checks (any failure is printed as MISMATCH and makes the exit status 1)
 -----------------------------------------------------------------------
