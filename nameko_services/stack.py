@@ -4,13 +4,10 @@ Used by `make run` (`python -m nameko_services.stack`), the integration tests an
 
     with Stack(amqp_uri, data_dir) as stack:
         stack.start()
-        requests.post(stack.url + "/orders", ...)
+        requests.post(stack.url + "/order", json={"item": "widget-A", "quantity": 1})
         stack.kill_service("inventory")
         stack.start_service("inventory")
         stack.wait_service_ready("inventory")
-
-Re-exports `create_vhost` / `delete_vhost` (from the framework's management API client), which
-give a test or benchmark a broker vhost of its own.
 """
 import atexit
 import json
