@@ -292,6 +292,15 @@ def assert_each_order_once(snapshot, order_ids, item, initial_stock):
     assert {x["kind"] for x in notifications} == {"confirmation"}
 
 
+def assert_recovered(pipeline, vhost, order_ids, item, initial_stock):
+    """After a fault: every order completed exactly once (see assert_each_order_once), every
+    consumer back on its queue, every queue drained."""
+    snapshot = pipeline.wait_completed(len(order_ids))
+    assert_each_order_once(snapshot, order_ids, item, initial_stock)
+    assert {q: vhost.consumers(q) for q in PIPELINE_QUEUES} == dict.fromkeys(PIPELINE_QUEUES, 1)
+    assert_queues_drained(vhost)
+
+
 def assert_queues_drained(vhost, timeout=30):
     """Nothing left waiting in any queue, and nothing dead-lettered.
 

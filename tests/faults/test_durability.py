@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.faults.conftest import (
-    PIPELINE_QUEUES, OrderStream, Pipeline, assert_each_order_once, assert_queues_drained,
+    OrderStream, Pipeline, assert_each_order_once, assert_queues_drained, assert_recovered,
     stock_env, stream_orders,
 )
 from tests.support.broker import wait_for
@@ -43,9 +43,7 @@ def test_a_service_killed_mid_stream_loses_nothing_and_repeats_nothing(
     print(f"killed {service} after {accepted_at_kill} of 300 orders were accepted; "
           f"client retries: {stream.failures}")
     assert accepted_at_kill < 300, "the stream was over before the kill"
-    snapshot = pipeline.wait_completed(300)
-    assert_each_order_once(snapshot, order_ids, ITEM, BIG_STOCK)
-    assert_queues_drained(vhost)
+    assert_recovered(pipeline, vhost, order_ids, ITEM, BIG_STOCK)
 
 
 def test_a_full_restart_on_the_same_data_keeps_every_order_stock_and_notice(
@@ -95,11 +93,7 @@ def test_broker_connections_dropped_mid_stream_are_reestablished_and_nothing_los
     print(f"connections dropped between {accepted_before} and {accepted_after} of 100 orders "
           f"accepted; client retries: {stream.failures}")
     assert accepted_after < 100, "the stream was over before the connections were dropped"
-    snapshot = pipeline.wait_completed(100)
-    assert_each_order_once(snapshot, order_ids, ITEM, BIG_STOCK)
-    # every consumer is back on its queue
-    assert {q: vhost.consumers(q) for q in PIPELINE_QUEUES} == dict.fromkeys(PIPELINE_QUEUES, 1)
-    assert_queues_drained(vhost)
+    assert_recovered(pipeline, vhost, order_ids, ITEM, BIG_STOCK)
 
 
 # -- two inventory instances on PostgreSQL ---------------------------------------------------

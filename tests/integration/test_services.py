@@ -29,13 +29,20 @@ def containers(runner):
             for cls in (OrdersService, InventoryService, NotificationsService))
 
 
+def place_and_wait(orders, notifications, outcome_handler, **order):
+    """Place ``order`` over RPC; return it once orders and notifications have both run
+    ``outcome_handler`` (on_inventory_reserved or on_inventory_failed)."""
+    with entrypoint_waiter(notifications, outcome_handler, timeout=15), \
+            entrypoint_waiter(orders, outcome_handler, timeout=15), \
+            entrypoint_hook(orders, "place_order") as place_order:
+        return place_order(**order)
+
+
 def test_an_order_flows_through_all_three_services(runner):
     orders, inventory, notifications = containers(runner)
 
-    with entrypoint_waiter(notifications, "on_inventory_reserved", timeout=15):
-        with entrypoint_waiter(orders, "on_inventory_reserved", timeout=15):
-            with entrypoint_hook(orders, "place_order") as place_order:
-                order = place_order(item="widget-A", quantity=2)
+    order = place_and_wait(orders, notifications, "on_inventory_reserved",
+                           item="widget-A", quantity=2)
 
     with entrypoint_hook(orders, "get_order") as get_order:
         assert get_order(order["order_id"])["status"] == "CONFIRMED"
@@ -49,10 +56,8 @@ def test_an_order_flows_through_all_three_services(runner):
 def test_an_order_beyond_stock_is_rejected_with_the_reason(runner):
     orders, inventory, notifications = containers(runner)
 
-    with entrypoint_waiter(notifications, "on_inventory_failed", timeout=15):
-        with entrypoint_waiter(orders, "on_inventory_failed", timeout=15):
-            with entrypoint_hook(orders, "place_order") as place_order:
-                order = place_order(item="widget-A", quantity=6)
+    order = place_and_wait(orders, notifications, "on_inventory_failed",
+                           item="widget-A", quantity=6)
 
     with entrypoint_hook(orders, "get_order") as get_order:
         stored = get_order(order["order_id"])

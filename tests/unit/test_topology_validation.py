@@ -361,26 +361,23 @@ def test_wildcard_on_direct_exchange(only_problem, document):
     assert "wildcards have no meaning on a direct exchange" in message
 
 
-def test_routing_key_on_fanout_exchange(only_problem, document):
-    add_exchange(document, "broadcast", "fanout")
-    index = add_binding(document, "broadcast", "placed", ["order.placed"])
+@pytest.mark.parametrize("exchange_type, where, expected", [
+    ("fanout", ".routing_keys[0]", "fanout exchanges ignore routing keys; omit routing_keys"),
+    ("headers", ".routing_keys", "omit routing_keys"),
+])
+def test_routing_keys_on_exchanges_that_ignore_them(only_problem, document, exchange_type,
+                                                     where, expected):
+    add_exchange(document, "ignoring", exchange_type)
+    index = add_binding(document, "ignoring", "placed", ["order.placed"])
     path, message = only_problem(document)
-    assert path == f"bindings[{index}].routing_keys[0]"
-    assert "fanout exchanges ignore routing keys; omit routing_keys" in message
+    assert path == f"bindings[{index}]{where}"
+    assert expected in message
 
 
 def test_fanout_binding_without_routing_keys_is_valid(load, document):
     add_exchange(document, "broadcast", "fanout")
     add_binding(document, "broadcast", "placed")
     assert load(document).bindings[-1].routing_keys == ("",)
-
-
-def test_routing_keys_on_headers_exchange(only_problem, document):
-    add_exchange(document, "by_header", "headers")
-    index = add_binding(document, "by_header", "placed", ["order.placed"])
-    path, message = only_problem(document)
-    assert path == f"bindings[{index}].routing_keys"
-    assert "omit routing_keys" in message
 
 
 def test_invalid_x_match(only_problem, document):
