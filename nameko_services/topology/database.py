@@ -91,6 +91,7 @@ class DatabaseHandle:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self._lock = None
         self._schema_lock = Semaphore(1)
+        self._created = set()  # the MetaData whose tables this handle has made sure of
 
     def create(self, metadata):
         """Create the tables of ``metadata`` that do not exist yet.
@@ -99,12 +100,16 @@ class DatabaseHandle:
         and from several processes sharing one PostgreSQL database: "create if missing" is a
         check then a create, so concurrent callers are serialised.
         """
-        with self._schema_lock, self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # released at commit; DDL is transactional in PostgreSQL
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                   {"key": _SCHEMA_LOCK_KEY})
-            metadata.create_all(connection)
+        with self._schema_lock:
+            if metadata in self._created:
+                return  # several extensions of one service share its tables
+            with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # released at commit; DDL is transactional in PostgreSQL
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": _SCHEMA_LOCK_KEY})
+                metadata.create_all(connection)
+            self._created.add(metadata)
 
     def ping(self):
         """Raise if the database cannot run a query."""
