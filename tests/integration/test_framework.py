@@ -118,6 +118,30 @@ def test_malformed_messages_are_dead_lettered_and_consumption_goes_on(
     assert vhost.consumers("order_placed_queue") == 1
 
 
+def test_every_delivery_of_a_backlog_is_acked_once(vhost, config, container_factory):
+    # Workers finishing together share one ack (basic.ack multiple=True): it must cover every
+    # finished delivery, never one still in work, and step over dead-lettered ones.
+    with Connection(vhost.amqp_uri) as connection:
+        declare_topology(connection, load_topology(REPO_TOPOLOGY))
+    for i in range(200):
+        item = "explode-permanently" if i % 20 == 0 else "widget-A"
+        vhost.publish("orders", "order.placed", {"order_id": f"o-{i}", "item": item, "quantity": 1})
+    container = container_factory(OrderConsumer, {**config, "max_workers": 10})
+    container.start()
+
+    wait_for(lambda: len(received.received) == 190, timeout=30, description="190 handled")
+    wait_for(lambda: vhost.acked("order_placed_queue") == 200, timeout=30,
+             description="200 acks in the broker's statistics")
+
+    def unacked():
+        return vhost.queues()["order_placed_queue"]["messages_unacknowledged"]
+    wait_for(lambda: unacked() == 0, timeout=30, description="no delivery left unacked")
+    assert vhost.depth("order_placed_queue") == 0
+    assert vhost.depth("dead_letter_queue") == 10
+    assert sorted(order["order_id"] for order in received.received) == sorted(
+        f"o-{i}" for i in range(200) if i % 20)
+
+
 def test_permanent_handler_error_is_dead_lettered_at_once(vhost, config, container_factory):
     container = container_factory(OrderConsumer, config)
     container.start()
