@@ -6,6 +6,7 @@ consumers would dead-letter as malformed.
 import json
 import uuid
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, validators
 
 from nameko_services.topology.exceptions import InvalidMessage
@@ -32,7 +33,33 @@ _StrictValidator = validators.extend(
     }),
 )
 
-_validators = {}
+class _PayloadChecker:
+    """The checks of one message type: a fast yes/no, and the full list of problems.
+
+    jsonschema walks the schema for every payload (about 90 us for a three-field message here,
+    paid on every publish and every delivery); fastjsonschema compiles it to Python once (about
+    3 us) but stops at the first problem and, as JSON Schema says, takes 1.0 as an integer.
+    So a payload that passes the compiled check and has no float in an integer field is valid;
+    anything else gets jsonschema's complete, strict verdict.
+    """
+
+    def __init__(self, spec):
+        self.is_valid = fastjsonschema.compile(spec.json_schema)
+        self.strict = _StrictValidator(spec.json_schema)
+        self.integer_fields = tuple(f.name for f in spec.fields if f.type == "integer")
+
+    def problems(self, payload):
+        try:
+            self.is_valid(payload)
+        except fastjsonschema.JsonSchemaException:
+            pass
+        else:
+            if not any(type(payload.get(name)) is float for name in self.integer_fields):
+                return []
+        return sorted(_describe(error) for error in self.strict.iter_errors(payload))
+
+
+_checkers = {}
 
 
 def check_payload(spec, payload):
@@ -40,10 +67,10 @@ def check_payload(spec, payload):
     if not isinstance(payload, dict):
         raise InvalidMessage(
             f"{spec.name}: body must be a JSON object, got {type(payload).__name__}")
-    validator = _validators.get(spec)
-    if validator is None:
-        validator = _validators[spec] = _StrictValidator(spec.json_schema)
-    problems = sorted(_describe(error) for error in validator.iter_errors(payload))
+    checker = _checkers.get(spec)
+    if checker is None:
+        checker = _checkers[spec] = _PayloadChecker(spec)
+    problems = checker.problems(payload)
     if problems:
         raise InvalidMessage(f"{spec.name}: " + "; ".join(problems))
 
