@@ -12,6 +12,8 @@ from jsonschema import Draft202012Validator
 
 SECTIONS = ("exchanges", "queues", "bindings", "messages")
 MAX_ROUTING_KEY_BYTES = 255
+#: AMQP carries names as short strings: 255 bytes of UTF-8 (the schema can only count characters)
+MAX_NAME_BYTES = 255
 X_MATCH_VALUES = ("all", "any", "all-with-x", "any-with-x")
 TYPE_NAMES = {
     "string": "a string",
@@ -134,6 +136,16 @@ def _check_duplicate_names(entries):
         named = ((i, entry["name"]) for i, entry in getattr(entries, section))
         for i, first, name in _duplicates(named):
             yield _path(section, i, "name"), f"{name!r} is already declared by {section}[{first}]"
+
+
+def _check_name_sizes(entries):
+    for section in ("exchanges", "queues"):
+        for i, entry in getattr(entries, section):
+            size = len(entry["name"].encode())
+            if size > MAX_NAME_BYTES:
+                yield _path(section, i, "name"), (
+                    f"names are at most {MAX_NAME_BYTES} bytes long, this one is {size}"
+                )
 
 
 def _check_duplicate_routes(entries):
@@ -292,25 +304,175 @@ def _topic_key_problem(key, concrete):
 
 def _check_dead_letter_loops(entries):
     # the framework dead-letters by rejecting, and RabbitMQ only breaks dead-letter cycles
-    # without rejections, so such a message would circle between the queue and its DLX forever
+    # without rejections, so such a message would circle through the queues and their DLXs
+    # forever; one cycle is reported once, at the first queue whose search finds it
+    routes = _DeadLetterRoutes(entries)
+    reported = set()
     for i, queue in entries.queues:
-        dead_letter = queue.get("dead_letter")
-        dlx_type = entries.exchange_types.get(dead_letter["exchange"]) if dead_letter else None
-        if dlx_type is None:
+        hops = routes.shortest_loop(queue["name"])
+        if hops is None:
             continue
-        for j, binding in entries.bindings:
-            if (binding["exchange"], binding["queue"]) != (dead_letter["exchange"], queue["name"]):
+        # the same cycle found from another of its queues is the same problem
+        steps = [(j, key) for j, key, _ in hops]
+        canonical = min(tuple(steps[n:] + steps[:n]) for n in range(len(steps)))
+        if canonical not in reported:
+            reported.add(canonical)
+            yield (_path("queues", i, "dead_letter", "exchange"),
+                   _loop_problem(queue["name"], hops))
+
+
+def _loop_problem(name, hops):
+    if len(hops) == 1:
+        [(j, key, _)] = hops
+        return (f"dead-lettered messages would route back into {name!r} itself through "
+                f"binding bindings[{j}] ({key!r}), an endless loop")
+    cycle = " -> ".join([name] + [target for _, _, target in hops])
+    through = ", ".join(f"bindings[{j}] ({key!r})" for j, key, _ in hops)
+    return (f"dead-lettered messages would route back into {name!r} through other queues: "
+            f"{cycle} (through {through}), an endless loop")
+
+
+class _DeadLetterRoutes:
+    """Where a queue's rejects go: to the queues its DLX's bindings route their key to.
+
+    A message is followed with the routing key it carries: a concrete string once a
+    ``dead_letter.routing_key`` has replaced it, else its own, unknown key, kept as the set of
+    ``(exchange type, binding key)`` pairs it must have matched so far (a frozenset).
+    """
+
+    def __init__(self, entries):
+        self.queues = {}
+        for _, queue in entries.queues:
+            self.queues.setdefault(queue["name"], queue)  # duplicates are reported elsewhere
+        self.bindings = entries.bindings
+        self.exchange_types = entries.exchange_types
+        # every concrete key a message can carry into a queue whose DLX keeps it
+        self.rewritten_keys = sorted({
+            queue["dead_letter"]["routing_key"] for queue in self.queues.values()
+            if "routing_key" in queue.get("dead_letter", {})})
+
+    def hops(self, name, key):
+        """``((binding index, binding key, queue), key)`` for each queue a reject reaches."""
+        dead_letter = self.queues[name].get("dead_letter")
+        dlx_type = self.exchange_types.get(dead_letter["exchange"]) if dead_letter else None
+        if dlx_type is None:
+            return  # no DLX, or an undeclared or malformed one: reported elsewhere
+        key = dead_letter.get("routing_key", key)
+        for j, binding in self.bindings:
+            if (binding["exchange"] != dead_letter["exchange"]
+                    or binding["queue"] not in self.queues):
                 continue
-            # without a dead-letter routing key messages keep theirs, so those that reached the
-            # queue through this binding match it again, whatever its keys
-            keys = binding.get("routing_keys", [""])
-            if "routing_key" in dead_letter:
-                keys = [k for k in keys if _routes(dlx_type, k, dead_letter["routing_key"])]
-            if keys:
-                yield _path("queues", i, "dead_letter", "exchange"), (
-                    f"dead-lettered messages would route back into {queue['name']!r} itself "
-                    f"through binding bindings[{j}] ({keys[0]!r}), an endless loop"
-                )
+            for binding_key in binding.get("routing_keys", [""]):
+                passed = _passed(dlx_type, binding_key, key)
+                if passed is not None:
+                    yield (j, binding_key, binding["queue"]), passed
+
+    def shortest_loop(self, name):
+        """The hops of a shortest dead-letter cycle from queue ``name`` back to it, or None."""
+        if "routing_key" in self.queues[name].get("dead_letter", {}):
+            # every lap leaves with the same key, whichever one the message came back with
+            return self._search(name, frozenset(), lambda key: True)
+        # a message with any key of its own, or one a dead-letter routing key gave it, that
+        # comes back with that key
+        loops = [self._search(name, frozenset(), lambda key: isinstance(key, frozenset))]
+        loops += [self._search(name, start, lambda key, start=start: key == start)
+                  for start in self.rewritten_keys]
+        return min((hops for hops in loops if hops), key=len, default=None)
+
+    def _search(self, name, start, closes):
+        """Breadth first over (queue, key) states from ``(name, start)``.
+
+        A kept key that asks more of a message than another one already seen at the same queue
+        is not followed: every way on that is open to it is open to the other one too.
+        """
+        seen = {name: [start]}
+        frontier = [(name, start, [])]
+        while frontier:
+            following = []
+            for queue, key, path in frontier:
+                for hop, passed in self.hops(queue, key):
+                    hops = path + [hop]
+                    target = hop[2]
+                    if target == name and closes(passed):
+                        return hops
+                    known = seen.setdefault(target, [])
+                    if not any(_asks_no_more(other, passed) for other in known):
+                        known.append(passed)
+                        following.append((target, passed, hops))
+            frontier = following
+        return None
+
+
+def _asks_no_more(key, other):
+    """Whether every message that ``other`` describes, ``key`` describes too."""
+    if isinstance(key, frozenset) and isinstance(other, frozenset):
+        return key <= other
+    return key == other
+
+
+def _passed(exchange_type, binding_key, key):
+    """The key of a message with ``key`` after a binding with ``binding_key``; None if stopped."""
+    if isinstance(key, str):
+        return key if _routes(exchange_type, binding_key, key) else None
+    if exchange_type not in ("topic", "direct"):
+        return key  # fanout and headers bindings ask nothing of the routing key
+    key = key | {(exchange_type, binding_key)}
+    return key if _one_key_matches(key) else None
+
+
+def _one_key_matches(bindings):
+    """Whether one routing key can match every ``(exchange type, binding key)`` pair."""
+    exact = {binding_key for exchange_type, binding_key in bindings if exchange_type == "direct"}
+    patterns = [_words(k) for exchange_type, k in bindings if exchange_type == "topic"]
+    if exact:
+        [key, *others] = exact
+        return not others and all(_topic_matches(pattern, _words(key)) for pattern in patterns)
+    return _topic_patterns_overlap(patterns)
+
+
+def _topic_patterns_overlap(patterns):
+    """Whether some routing key matches every topic binding key in ``patterns`` (word lists).
+
+    Each pattern is read as an automaton whose states are positions in it; all of them are run
+    together over the words the patterns name and one word that none of them names.
+    """
+    words = sorted({w for pattern in patterns for w in pattern if w not in ("*", "#")})
+    vocabulary = words + [None]  # None: any other word
+    start = tuple(_skip_hashes(pattern, {0}) for pattern in patterns)
+    seen, frontier = {start}, [start]
+    while frontier:
+        state = frontier.pop()
+        if all(len(pattern) in positions for pattern, positions in zip(patterns, state)):
+            return True
+        for word in vocabulary:
+            following = tuple(_step(pattern, positions, word)
+                              for pattern, positions in zip(patterns, state))
+            if all(following) and following not in seen:
+                seen.add(following)
+                frontier.append(following)
+    return False
+
+
+def _step(pattern, positions, word):
+    after = set()
+    for i in positions:
+        if i < len(pattern):
+            if pattern[i] == "#":
+                after.add(i)
+            elif pattern[i] == "*" or pattern[i] == word:
+                after.add(i + 1)
+    return _skip_hashes(pattern, after)
+
+
+def _skip_hashes(pattern, positions):
+    # '#' also stands for no words at all
+    reached = set()
+    for i in positions:
+        reached.add(i)
+        while i < len(pattern) and pattern[i] == "#":
+            i += 1
+            reached.add(i)
+    return frozenset(reached)
 
 
 def _routes(exchange_type, binding_key, routing_key):
@@ -361,6 +523,7 @@ def _field_bound_problems(field):
 
 CHECKS = (
     _check_duplicate_names,
+    _check_name_sizes,
     _check_duplicate_routes,
     _check_duplicate_fields,
     _check_references,

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from kombu import Connection
 
 from nameko_services.topology.cli import main
@@ -33,3 +34,44 @@ def test_apply_refuses_to_change_an_existing_queue(vhost, capsys):
     assert "queue 'dead_letter_queue' already exists on the broker with different arguments" in error
     assert '"durable": false' in error and '"durable": true' in error
     assert vhost.queues()["dead_letter_queue"]["durable"] is False
+
+
+def with_orders_exchange_arguments(tmp_path, arguments):
+    """A copy of the repository's topology whose 'orders' exchange has ``arguments``."""
+    document = yaml.safe_load(Path(REPO_TOPOLOGY).read_text())
+    [orders] = [e for e in document["exchanges"] if e["name"] == "orders"]
+    orders["arguments"] = arguments
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return str(path)
+
+
+@pytest.mark.parametrize("on_broker, in_file, declared, held", [
+    # another type
+    ({"type": "direct"}, {}, '"type": "topic"', '"type": "direct"'),
+    # an argument the file does not declare
+    ({"arguments": {"alternate-exchange": "unrouted"}}, {},
+     '"arguments": {}', '"arguments": {"alternate-exchange": "unrouted"}'),
+    # an argument the file declares and the broker's exchange does not have
+    ({}, {"alternate-exchange": "unrouted"},
+     '"arguments": {"alternate-exchange": "unrouted"}', '"arguments": {}'),
+])
+def test_apply_refuses_to_change_an_existing_exchange(vhost, capsys, tmp_path, on_broker,
+                                                      in_file, declared, held):
+    existing = {"type": "topic", "arguments": {}, **on_broker}
+    with Connection(vhost.amqp_uri) as connection:
+        connection.default_channel.exchange_declare(
+            "orders", existing["type"], durable=True, auto_delete=False,
+            arguments=existing["arguments"])
+    topology = with_orders_exchange_arguments(tmp_path, in_file) if in_file else REPO_TOPOLOGY
+
+    assert main(["apply", topology, "--amqp-uri", vhost.amqp_uri]) == 1
+
+    error = capsys.readouterr().err
+    assert "exchange 'orders' already exists on the broker with different arguments" in error
+    [declares] = [line for line in error.splitlines() if "topology.yaml declares:" in line]
+    [holds] = [line for line in error.splitlines() if "the broker holds:" in line]
+    assert declared in declares and held in holds
+    # nothing was changed or deleted
+    exchange = vhost.exchanges()["orders"]
+    assert (exchange["type"], exchange["arguments"]) == (existing["type"], existing["arguments"])

@@ -236,6 +236,19 @@ def test_name_longer_than_255(only_problem, document):
     assert only_problem(document) == ("queues[2].name", "must be at most 255 characters long")
 
 
+@pytest.mark.parametrize("section", ["exchanges", "queues"])
+def test_name_longer_than_255_bytes(only_problem, document, section):
+    # AMQP carries names as short strings: 255 bytes, which the schema cannot count
+    name = "é" * 128  # 128 characters, 256 bytes
+    if section == "exchanges":
+        add_exchange(document, name, "topic")
+    else:
+        document["queues"].append({"name": name})
+    assert only_problem(document) == (
+        f"{section}[2].name", "names are at most 255 bytes long, this one is 256"
+    )
+
+
 def test_empty_routing_keys(only_problem, document):
     document["bindings"][0]["routing_keys"] = []
     assert only_problem(document) == ("bindings[0].routing_keys", "must not be an empty list")
@@ -464,6 +477,125 @@ def test_fanout_and_headers_dlx_always_route_back(only_problem, document, dlx_ty
 def test_dlx_binding_to_another_queue_is_valid(load, document):
     # VALID itself: 'placed' dead-letters to 'dlx', which binds 'dead' with '#'
     assert load(document)
+
+
+# the queues of VALID: placed (from orders with 'order.placed', DLX dlx) and dead (from dlx
+# with '#'); making dead dead-letter to orders closes placed -> dead -> placed
+CYCLE = "dead-lettered messages would route back into 'placed' through other queues"
+
+
+@pytest.fixture
+def check_cycle(load, problems):
+    """Assert that a document is refused for placed -> dead -> placed alone, or that it loads."""
+
+    def check_cycle(document, loops):
+        if loops:
+            [(path, message)] = problems(document)
+            assert path == "queues[0].dead_letter.exchange"
+            assert message.startswith(f"{CYCLE}: placed -> dead -> placed")
+        else:
+            assert load(document)
+
+    return check_cycle
+
+
+def test_dead_letter_cycle_through_another_queue(only_problem, document):
+    document["queues"][1]["dead_letter"] = {"exchange": "orders"}
+    # reported once, at the first queue, not again from 'dead'
+    assert only_problem(document) == (
+        "queues[0].dead_letter.exchange",
+        f"{CYCLE}: placed -> dead -> placed (through bindings[1] ('#'), "
+        f"bindings[0] ('order.placed')), an endless loop",
+    )
+
+
+def test_dead_letter_cycle_through_three_queues_and_routing_keys(only_problem, document):
+    add_exchange(document, "retry", "direct")
+    document["queues"][1]["dead_letter"] = {"exchange": "retry", "routing_key": "again"}
+    document["queues"].append(
+        {"name": "parked", "dead_letter": {"exchange": "orders", "routing_key": "order.placed"}})
+    add_binding(document, "retry", "parked", ["again"])
+    assert only_problem(document) == (
+        "queues[0].dead_letter.exchange",
+        f"{CYCLE}: placed -> dead -> parked -> placed (through bindings[1] ('#'), "
+        f"bindings[2] ('again'), bindings[0] ('order.placed')), an endless loop",
+    )
+
+
+@pytest.mark.parametrize("dead_letter_key, loops", [
+    ("order.placed", True),
+    ("order.dead", False),  # orders routes it nowhere
+])
+def test_dead_letter_routing_key_decides_a_cycle(check_cycle, document, dead_letter_key, loops):
+    document["queues"][1]["dead_letter"] = {"exchange": "orders", "routing_key": dead_letter_key}
+    check_cycle(document, loops)
+
+
+@pytest.mark.parametrize("dlx_type, dlx_key, back_key, loops", [
+    ("topic", "order.*", "order.placed", True),
+    ("topic", "order.*", "*.placed", True),
+    ("topic", "order.#", "#.placed.#", True),
+    ("topic", "*.*", "#.placed.late", True),  # 'placed.late'
+    ("topic", "*.*", "*.placed.#.late", False),  # at least three words
+    ("topic", "order.*", "invoice.placed", False),
+    ("topic", "order.*", "order.placed.late", False),
+    ("direct", "order.placed", "order.*", True),
+    ("direct", "order.paid", "order.placed", False),
+    ("fanout", None, "invoice.placed", True),
+])
+def test_a_cycle_needs_one_key_that_every_binding_on_it_routes(
+    check_cycle, document, dlx_type, dlx_key, back_key, loops
+):
+    # without dead-letter routing keys a message keeps its own key all the way round
+    document["exchanges"][1]["type"] = dlx_type
+    if dlx_key is None:
+        del document["bindings"][1]["routing_keys"]
+    else:
+        document["bindings"][1]["routing_keys"] = [dlx_key]
+    document["bindings"][0]["routing_keys"] = [back_key]
+    document["queues"][1]["dead_letter"] = {"exchange": "orders"}
+    check_cycle(document, loops)
+
+
+@pytest.mark.parametrize("to_dead", ["order.placed", "order.paid"])
+def test_a_cycle_through_the_key_a_dead_letter_routing_key_gives(
+    load, problems, document, to_dead
+):
+    # placed keeps a message's key, dead re-keys it to 'order.placed' and sends it back to
+    # placed; it circles if placed's DLX routes that key to dead again
+    add_exchange(document, "other", "topic")
+    document["queues"][0]["dead_letter"] = {"exchange": "other"}
+    document["queues"][1]["dead_letter"] = {"exchange": "orders", "routing_key": "order.placed"}
+    add_binding(document, "other", "dead", [to_dead])
+    if to_dead == "order.placed":
+        assert problems(document) == [(
+            "queues[0].dead_letter.exchange",
+            f"{CYCLE}: placed -> dead -> placed (through bindings[2] ('order.placed'), "
+            f"bindings[0] ('order.placed')), an endless loop",
+        )]
+    else:
+        assert load(document)
+
+
+def test_a_queue_that_only_feeds_a_loop_is_not_reported(only_problem, document):
+    # placed's rejects reach dead, which loops on itself; placed is not part of the loop
+    document["queues"][1]["dead_letter"] = {"exchange": "dlx"}
+    assert only_problem(document) == (
+        "queues[1].dead_letter.exchange",
+        "dead-lettered messages would route back into 'dead' itself through binding "
+        "bindings[1] ('#'), an endless loop",
+    )
+
+
+def test_every_cycle_is_reported(problems, document):
+    document["queues"][1]["dead_letter"] = {"exchange": "orders"}
+    document["queues"].append({"name": "held", "dead_letter": {"exchange": "orders"}})
+    add_binding(document, "dlx", "held", ["order.*"])
+    # placed -> dead -> placed, and held -> placed -> held; placed -> held -> placed is the
+    # second one again
+    assert [path for path, _ in problems(document)] == [
+        "queues[0].dead_letter.exchange", "queues[2].dead_letter.exchange",
+    ]
 
 
 def test_dead_letter_routing_key_must_be_concrete(only_problem, document):
