@@ -6,6 +6,7 @@ a service that cannot be reached in time gives 503, never a hang or a 500 traceb
 Routes::
 
     POST /order              orders.place_order(item, quantity, order_id, idempotency_key) -> 202
+                             (sent batched as orders.place_orders: gateway/batcher.py)
     GET  /orders             orders.list_orders()
     GET  /orders/<order_id>  orders.get_order(order_id), 404 if unknown
     GET  /inventory          inventory.get_inventory()
@@ -18,14 +19,17 @@ import logging
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
+DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 MAX_QUANTITY = 1_000_000
 MAX_TEXT = 100  # item and order_id; the topology's message schema says the same
 MAX_IDEMPOTENCY_KEY = 200
@@ -35,11 +39,13 @@ ORDER_FIELDS = {"item", "quantity", "order_id"}
 def default_config():
     """The gateway's settings and their defaults (read when an app is created, not at import)."""
     return {
-        "AMQP_URI": os.environ.get("AMQP_URI", "amqp://guest:guest@localhost:5672/"),
+        "AMQP_URI": os.environ.get("AMQP_URI", DEFAULT_AMQP_URI),
         "RPC_TIMEOUT": 5.0,  # seconds; an unanswered call becomes a 503 after this
         "HEALTH_TIMEOUT": 1.5,  # seconds per health check, all services checked in parallel
         "MAX_BODY_BYTES": 16384,
         "SERVICES": ("orders", "inventory", "notifications"),
+        "ORDER_BATCH_MAX": 100,  # most orders in one orders.place_orders call
+        "ORDER_BATCH_SENDERS": 4,  # place_orders calls in flight at once
     }
 
 
@@ -62,12 +68,15 @@ def create_app(config=None, rpc=None):
 
     :Parameters:
         config: a dict overriding :func:`default_config` (``AMQP_URI``, ``RPC_TIMEOUT``,
-            ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``).
+            ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``, ``ORDER_BATCH_MAX``,
+            ``ORDER_BATCH_SENDERS``).
         rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
             and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
             fake. By default a real ``RpcClient`` is built; it connects on first use.
 
-    The client is kept on ``app.extensions["rpc"]``; whoever serves the app closes it.
+    The client is kept on ``app.extensions["rpc"]``, and the :class:`~gateway.batcher.CallBatcher`
+    that places orders on ``app.extensions["order_batcher"]``; whoever serves the app closes
+    both.
     """
     app = Flask(__name__)
     app.config.update(default_config())
@@ -78,6 +87,10 @@ def create_app(config=None, rpc=None):
     if rpc is None:
         rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"])
     app.extensions["rpc"] = rpc
+    # orders that arrive together are placed with one orders.place_orders call
+    app.extensions["order_batcher"] = CallBatcher(
+        rpc, "orders", "place_orders", argument="orders", result_key="order",
+        max_batch=app.config["ORDER_BATCH_MAX"], senders=app.config["ORDER_BATCH_SENDERS"])
     app.register_blueprint(api)
     _register_error_handlers(app)
     return app
@@ -88,9 +101,15 @@ api = Blueprint("api", __name__)
 
 def call(service, method, **kwargs):
     """Call a service; a broker or service failure becomes a 503 ApiError."""
-    try:
+    with _unavailable_as_503(service, method):
         return current_app.extensions["rpc"].call(
             service, method, timeout=current_app.config["RPC_TIMEOUT"], **kwargs)
+
+
+@contextmanager
+def _unavailable_as_503(service, method):
+    try:
+        yield
     except ServiceUnavailable as exc:
         log.warning("%s.%s failed: %s", service, method, exc)
         raise ApiError(503, {"error": "{} service unavailable: {}".format(service, exc)},
@@ -104,7 +123,9 @@ def place_order():
     # redelivers a request whose reply was lost, and that delivery must find this order.
     order_id = kwargs["order_id"] or uuid.uuid4().hex
     try:
-        order = call("orders", "place_order", **dict(kwargs, order_id=order_id))
+        with _unavailable_as_503("orders", "place_order"):
+            order = current_app.extensions["order_batcher"].call(
+                current_app.config["RPC_TIMEOUT"], **dict(kwargs, order_id=order_id))
     except RemoteError as exc:
         if exc.exc_type == "OrderConflict":
             raise ApiError(409, {"error": exc.value, "field": _conflict_field(exc, kwargs)})
@@ -266,11 +287,11 @@ def _register_error_handlers(app):
     def http_error(exc):
         # Keep werkzeug's response (e.g. the Allow header of a 405), with a JSON body.
         response = exc.get_response()
-        message = (exc.name or "error").lower()
+        body = {"error": (exc.name or "error").lower()}
         if isinstance(exc, RequestEntityTooLarge):
-            message = "request body too large (limit {} bytes)".format(
-                app.config["MAX_BODY_BYTES"])
-        response.data = json.dumps({"error": message})
+            body = {"error": "request body too large (limit {} bytes)".format(
+                app.config["MAX_BODY_BYTES"]), "field": "body"}
+        response.data = json.dumps(body)
         response.content_type = "application/json"
         return response
 

@@ -246,7 +246,7 @@ class RpcClient:
         if not isinstance(reply, dict):
             raise RpcError("malformed reply from {}: {!r}".format(target, reply))
         if reply.get("error"):
-            raise _remote_error(reply["error"])
+            raise remote_error(reply["error"])
         return reply.get("result")
 
     def _wait_ready(self, timeout):
@@ -432,7 +432,8 @@ class RpcClient:
 _CONNECTION_ERRORS = (OSError, amqp.exceptions.ConnectionError, OperationalError)
 
 
-def _remote_error(data):
+def remote_error(data):
+    """The exception that a serialised nameko RPC error describes."""
     if not isinstance(data, dict):
         return RpcError("malformed error in reply: {!r}".format(data))
     exc = deserialize(data)

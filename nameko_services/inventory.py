@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint, Column, Float, Integer, MetaData, String, Table, bindparam, select, update,
 )
 
+from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
@@ -41,13 +42,18 @@ RESERVE = (
     .returning(stock.c.quantity)
 )
 
+# which of a batch's order ids the inbox holds already
+ALREADY_PROCESSED = select(processed.c.order_id).where(
+    processed.c.order_id.in_(bindparam("order_ids", expanding=True)))
+
 
 class InitialStockError(Exception):
     pass
 
 
-class _AlreadyProcessed(Exception):
-    """Rolls back the transaction of an order that was handled before."""
+class _ProcessedMeanwhile(Exception):
+    """Another instance committed an order of this transaction's batch after the batch looked
+    it up in the inbox: everything the batch did is rolled back."""
 
 
 def parse_initial_stock(text):
@@ -97,36 +103,60 @@ class InventoryService:
     outbox = Outbox("db")
     initial_stock = InitialStock("db")
 
-    @handle("order_placed_queue")
-    def on_order_placed(self, order):
-        order_id, item, quantity = order["order_id"], order["item"], order["quantity"]
+    @handle("order_placed_queue", batch_size=HANDLER_BATCH_SIZE,
+            expected_exceptions=_ProcessedMeanwhile)
+    def on_order_placed(self, orders):
+        """Reserve stock for each order not handled before, all in one transaction."""
         try:
             with self.db.transaction() as connection:
-                reserved = connection.execute(
-                    RESERVE, {"want_item": item, "want_quantity": quantity}).first()
-                if reserved is not None:
-                    outcome, reason = "reserved", None
-                    self.outbox.add(connection, "InventoryReserved", {
-                        "order_id": order_id, "item": item, "quantity": quantity,
-                        "remaining": reserved.quantity})
-                else:
-                    known = connection.execute(
-                        select(stock.c.quantity).where(stock.c.item == item)).first()
-                    outcome = "failed"
-                    reason = (f"unknown item {item!r}" if known is None else
-                              f"insufficient stock for {item!r}: {known.quantity} left, "
-                              f"{quantity} requested")
-                    self.outbox.add(connection, "InventoryFailed", {
-                        "order_id": order_id, "item": item, "quantity": quantity,
-                        "reason": reason})
-                # The inbox row goes in last, in the same transaction: if this order was
-                # handled before (a redelivery, or another instance racing on the queue), the
-                # insert finds it and everything above is rolled back.
-                if not insert_once(connection, processed, order_id=order_id, outcome=outcome,
-                                   reason=reason, processed_at=time.time()):
-                    raise _AlreadyProcessed()
-        except _AlreadyProcessed:
-            pass
+                for order in self._unprocessed(connection, orders):
+                    self._reserve(connection, order)
+        except _ProcessedMeanwhile:
+            if len(orders) > 1:
+                raise  # the others were rolled back with it: the framework runs each alone
+            # a lone order that another instance handled first: a duplicate, nothing changes
+
+    def _unprocessed(self, connection, orders):
+        """``orders`` minus those the inbox holds and repeats (a redelivered copy in the same
+        batch), ordered by item.
+
+        By item, so that two instances' batches take the stock rows' locks in one order
+        instead of deadlocking on them; the orders of one item, which compete for its stock,
+        keep their order, so each gets what it would have got in a transaction of its own.
+        """
+        done = set(connection.execute(ALREADY_PROCESSED, {
+            "order_ids": [order["order_id"] for order in orders]}).scalars())
+        new = {}
+        for order in orders:
+            if order["order_id"] not in done:
+                new.setdefault(order["order_id"], order)
+        return sorted(new.values(), key=lambda order: order["item"])
+
+    def _reserve(self, connection, order):
+        """Take the order's stock, or find why not; stage the outcome event; record the order in
+        the inbox."""
+        order_id, item, quantity = order["order_id"], order["item"], order["quantity"]
+        reserved = connection.execute(
+            RESERVE, {"want_item": item, "want_quantity": quantity}).first()
+        if reserved is not None:
+            outcome, reason = "reserved", None
+            self.outbox.add(connection, "InventoryReserved", {
+                "order_id": order_id, "item": item, "quantity": quantity,
+                "remaining": reserved.quantity})
+        else:
+            known = connection.execute(
+                select(stock.c.quantity).where(stock.c.item == item)).first()
+            outcome = "failed"
+            reason = (f"unknown item {item!r}" if known is None else
+                      f"insufficient stock for {item!r}: {known.quantity} left, "
+                      f"{quantity} requested")
+            self.outbox.add(connection, "InventoryFailed", {
+                "order_id": order_id, "item": item, "quantity": quantity, "reason": reason})
+        # The inbox row goes in last, in the same transaction: if another instance committed
+        # this order since the lookup, the insert finds its row and the batch is rolled back.
+        if not insert_once(connection, processed, order_id=order_id, outcome=outcome,
+                           reason=reason, processed_at=time.time()):
+            raise _ProcessedMeanwhile(order_id)
 
     @rpc
     def get_inventory(self):

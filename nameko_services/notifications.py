@@ -3,6 +3,7 @@ import time
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
+from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.topology import Database, handle, insert_once, rpc
 
 metadata = MetaData()
@@ -28,22 +29,28 @@ class NotificationsService:
 
     db = Database(metadata)
 
-    @handle("inventory_reserved_queue")
-    def on_inventory_reserved(self, event):
-        self._record(event, CONFIRMATION,
-                     f"Order {event['order_id']} confirmed: {event['quantity']} x "
-                     f"{event['item']} reserved")
+    @handle("inventory_reserved_queue", batch_size=HANDLER_BATCH_SIZE)
+    def on_inventory_reserved(self, events):
+        self._record(CONFIRMATION, [
+            (event, f"Order {event['order_id']} confirmed: {event['quantity']} x "
+                    f"{event['item']} reserved")
+            for event in events])
 
-    @handle("inventory_failed_queue")
-    def on_inventory_failed(self, event):
-        self._record(event, FAILURE,
-                     f"Order {event['order_id']} could not be fulfilled: {event['reason']}")
+    @handle("inventory_failed_queue", batch_size=HANDLER_BATCH_SIZE)
+    def on_inventory_failed(self, events):
+        self._record(FAILURE, [
+            (event, f"Order {event['order_id']} could not be fulfilled: {event['reason']}")
+            for event in events])
 
-    def _record(self, event, kind, message):
+    def _record(self, kind, notices):
+        """Record each ``(event, message)`` of ``notices`` unless its order has a notice of
+        ``kind`` already, all in one transaction."""
+        now = time.time()
         with self.db.transaction() as connection:
-            insert_once(connection, notifications, order_id=event["order_id"], kind=kind,
-                        item=event["item"], quantity=event["quantity"], message=message,
-                        created_at=time.time())
+            for event, message in notices:
+                insert_once(connection, notifications, order_id=event["order_id"], kind=kind,
+                            item=event["item"], quantity=event["quantity"], message=message,
+                            created_at=now)
 
     @rpc
     def list_notifications(self, after=0, limit=None):

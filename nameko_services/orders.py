@@ -4,7 +4,10 @@ import uuid
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, select, update
 
-from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
+from nameko.exceptions import serialize
+
+from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services.topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 
@@ -48,19 +51,55 @@ class OrdersService:
         Placing the same order again (same ``order_id`` or ``idempotency_key``, same item and
         quantity) returns the stored order and publishes nothing.
         """
+        outcome, = self._place([{"item": item, "quantity": quantity, "order_id": order_id,
+                                 "idempotency_key": idempotency_key}])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    @rpc
+    def place_orders(self, orders):
+        """:meth:`place_order` for each dict of its arguments in ``orders``, in one transaction.
+
+        Returns one entry per order, in order: ``{"order": ...}``, or ``{"error": ...}`` (an
+        exception serialised as nameko serialises an RPC error) for an order refused on its
+        own (a conflicting id, a payload that breaks OrderPlaced); the others go ahead. The
+        gateway sends the orders that arrive together this way: one call, one commit.
+        """
+        if not isinstance(orders, list) or not all(isinstance(order, dict) for order in orders):
+            raise InvalidMessage("orders must be a list of objects")
+        return [{"error": serialize(outcome)} if isinstance(outcome, Exception)
+                else {"order": outcome}
+                for outcome in self._place(orders)]
+
+    def _place(self, requests):
+        """The stored order, or the exception refusing it, for each request."""
         now = time.time()
+        outcomes = []
+        with self.db.transaction() as connection:
+            for request in requests:
+                # every refusal is raised before the order writes anything: its batch-mates
+                # commit in this transaction
+                try:
+                    _check_arguments(request)
+                    outcomes.append(self._place_one(connection, now, **request))
+                except (OrderConflict, InvalidMessage) as exc:
+                    outcomes.append(exc)
+        return outcomes
+
+    def _place_one(self, connection, now, item, quantity, order_id=None, idempotency_key=None):
         order = {
             "order_id": order_id or uuid.uuid4().hex, "item": item, "quantity": quantity,
             "status": PENDING, "reason": None, "idempotency_key": idempotency_key,
             "created_at": now, "updated_at": now,
         }
-        with self.db.transaction() as connection:
-            # insert first: the common case costs one statement, and a racing duplicate
-            # waits on the unique keys instead of slipping between a check and an insert
-            if not insert_once(connection, orders, **order):
-                return _as_dict(_existing(connection, order_id, idempotency_key, item, quantity))
-            self.outbox.add(connection, "OrderPlaced", {
-                "order_id": order["order_id"], "item": item, "quantity": quantity})
+        placed = {"order_id": order["order_id"], "item": item, "quantity": quantity}
+        self.outbox.check("OrderPlaced", placed)
+        # insert first: the common case costs one statement, and a racing duplicate waits on
+        # the unique keys instead of slipping between a check and an insert
+        if not insert_once(connection, orders, **order):
+            return _as_dict(_existing(connection, order_id, idempotency_key, item, quantity))
+        self.outbox.add(connection, "OrderPlaced", placed)
         return _as_dict(order)
 
     @rpc
@@ -80,18 +119,36 @@ class OrdersService:
         self.db.ping()
         return {"status": "ok", "service": self.name}
 
-    @handle("order_status_reserved_queue")
-    def on_inventory_reserved(self, event):
-        self._settle(event["order_id"], CONFIRMED, None)
+    @handle("order_status_reserved_queue", batch_size=HANDLER_BATCH_SIZE)
+    def on_inventory_reserved(self, events):
+        self._settle([(event["order_id"], CONFIRMED, None) for event in events])
 
-    @handle("order_status_failed_queue")
-    def on_inventory_failed(self, event):
-        self._settle(event["order_id"], REJECTED, event["reason"])
+    @handle("order_status_failed_queue", batch_size=HANDLER_BATCH_SIZE)
+    def on_inventory_failed(self, events):
+        self._settle([(event["order_id"], REJECTED, event["reason"]) for event in events])
 
-    def _settle(self, order_id, status, reason):
+    def _settle(self, outcomes):
+        """Move each ``(order_id, status, reason)`` order of ``outcomes`` out of PENDING, in one
+        transaction: one statement run for all of them."""
+        now = time.time()
         with self.db.transaction() as connection:
-            connection.execute(SETTLE, {"settled_order_id": order_id, "new_status": status,
-                                        "new_reason": reason, "now": time.time()})
+            connection.execute(SETTLE, [
+                {"settled_order_id": order_id, "new_status": status, "new_reason": reason,
+                 "now": now}
+                for order_id, status, reason in outcomes])
+
+
+PLACE_ORDER_ARGUMENTS = {"item", "quantity", "order_id", "idempotency_key"}
+
+
+def _check_arguments(request):
+    """Raise InvalidMessage unless ``request`` holds place_order's arguments (item and quantity
+    at least)."""
+    unknown = sorted(set(request) - PLACE_ORDER_ARGUMENTS)
+    missing = sorted({"item", "quantity"} - set(request))
+    if unknown or missing:
+        raise InvalidMessage("place_order arguments: " + "; ".join(
+            [f"unknown {name!r}" for name in unknown] + [f"{name!r} missing" for name in missing]))
 
 
 def _existing(connection, order_id, idempotency_key, item, quantity):

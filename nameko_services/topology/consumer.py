@@ -16,8 +16,18 @@ Dead-lettering publishes a copy of the message, with the reason in the ``x-rejec
 header, to the queue's dead-letter exchange (confirmed), then acks the original. RabbitMQ's
 own ``reject(requeue=False)`` cannot carry a reason, so it is only the fallback when that
 publish fails, or when the queue has no dead-letter exchange.
+
+With ``batch_size``, the deliveries read in one turn of the event loop share one worker::
+
+    deliveries --decode+validate each--> invalid -------------------> dead-letter (reason)
+                  |
+                  +--> handler(list of payloads) --returns----------> ack each
+                           |
+                           +--raises anything--> each message alone, as a batch of one,
+                                                 through the diagram above
 """
 import logging
+from collections import namedtuple
 from functools import partial
 
 import eventlet
@@ -78,11 +88,12 @@ class ResilientQueueConsumer(QueueConsumer):
 class TopologyQueueConsumer(ResilientQueueConsumer):
     """The queue consumer behind every ``@handle`` entrypoint of a container.
 
-    Differs from nameko's in four ways: it hands raw messages to the entrypoint (no kombu
+    Differs from nameko's in five ways: it hands raw messages to the entrypoint (no kombu
     decoding, which would ack undecodable bodies), it re-declares the whole topology after
     every (re)connect, its prefetch comes from ``PREFETCH_COUNT`` (default ``max_workers``)
-    instead of being tied to ``max_workers``, and the acks of workers that finish together go
-    out as one (:class:`CoalescedAcks`): an ack costs a socket write.
+    instead of being tied to ``max_workers``, the acks of workers that finish together go
+    out as one (:class:`CoalescedAcks`): an ack costs a socket write, and the deliveries of a
+    batch entrypoint that arrive together go to one worker (:class:`CoalescedDeliveries`).
     """
 
     declarer = TopologyDeclarer()
@@ -109,10 +120,10 @@ class TopologyQueueConsumer(ResilientQueueConsumer):
         if self._acks is None or self._acks.channel is not message.channel:
             self._acks = CoalescedAcks(message.channel)  # a new channel: tags start over
         self._acks.delivered(message.delivery_tag)
-        self.container.spawn_managed_thread(
-            partial(provider.handle_message, message),
-            identifier=f"{type(provider).__name__}.handle_message[{provider.queue_name}]",
-        )
+        if provider.batches is None:
+            provider.spawn_thread(partial(provider.handle_messages, [message]))
+        else:
+            provider.batches.add(message)
 
     def ack_message(self, message):
         if self._acks is not None and self._acks.channel is message.channel:
@@ -180,27 +191,89 @@ class CoalescedAcks:
                         len(to_ack), type(exc).__name__, exc)
 
 
+class CoalescedDeliveries:
+    """The deliveries of a batch ``@handle`` queue, handed out in batches once per turn of the
+    event loop.
+
+    The consumer thread reads every delivery its socket holds before it yields; the first one
+    of a turn schedules a flush, which runs after that and hands the deliveries, up to ``size``
+    at a time, to ``handle``. The broker sends no more unacked deliveries than the consumer's
+    prefetch, so that bounds a batch too.
+
+    :Parameters:
+        size: the most deliveries in one batch.
+        spawn: runs a function in a thread of its own.
+        handle: takes a list of deliveries; it may wait, and must not raise.
+    """
+
+    def __init__(self, size, spawn, handle):
+        self.size = size
+        self._spawn = spawn
+        self._handle = handle
+        self.pending = []
+        self._flush_scheduled = False
+
+    def add(self, message):
+        self.pending.append(message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._spawn(self.flush)
+
+    def flush(self):
+        # Handing a batch out can wait (a full worker pool, a dead-letter's confirm): whatever
+        # arrives meanwhile joins this flush's next batch rather than a flush of its own.
+        while self.pending:
+            batch, self.pending = self.pending[:self.size], self.pending[self.size:]
+            self._handle(batch)
+        self._flush_scheduled = False
+
+
+# a delivery that passed its checks, and its decoded payload
+Delivery = namedtuple("Delivery", "message payload")
+
+
 class Handle(Consumer):
     """Entrypoint consuming the topology queue ``queue_name``.
 
     The handler receives the decoded body (a dict) that has been checked against the shape
     of its message type, found from the exchange and routing key it was published with.
 
+    With ``batch_size``, the handler receives a list of such bodies instead: the valid ones
+    among the deliveries read in one turn of the event loop, up to ``batch_size`` of them (and
+    never more than the consumer's prefetch, ``PREFETCH_COUNT``: the broker sends no more
+    unacked messages). Each is acked once the handler returns. If it raises anything, each
+    message is handled again alone, in a list of one, and that one gets the usual treatment:
+    acked, retried or dead-lettered. So a batch handler must be all or nothing (one database
+    transaction), and a message at fault costs its batch-mates one more run, nothing else.
+    A batch of several messages runs without their context data (correlation id, nameko's
+    headers): each message has its own; a list of one runs with its message's.
+
     :Parameters:
         queue_name: name of a queue declared in ``topology.yaml``.
+        batch_size: the most messages per handler call; ``None`` (default) for one message,
+            not in a list, per call.
 
     Example::
 
         @handle("order_placed_queue")
         def on_order_placed(self, order):
             ...
+
+        @handle("inventory_reserved_queue", batch_size=100)
+        def on_inventory_reserved(self, events):
+            with self.db.transaction() as connection:
+                for event in events:
+                    ...
     """
 
     queue_consumer = TopologyQueueConsumer()
     declarer = TopologyDeclarer()
 
-    def __init__(self, queue_name, **kwargs):
+    def __init__(self, queue_name, batch_size=None, **kwargs):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         self.queue_name = queue_name
+        self.batch_size = batch_size
         super().__init__(queue=None, **kwargs)
 
     def setup(self):
@@ -209,31 +282,62 @@ class Handle(Consumer):
         self.queue_spec = topology.queue(self.queue_name)
         self.queue = topology.kombu_queue(self.queue_name)
         self.republisher = PublisherCore(self.container.config[AMQP_URI_CONFIG_KEY])
+        self.batches = None if self.batch_size is None else CoalescedDeliveries(
+            self.batch_size, spawn=self.spawn_thread, handle=self.handle_messages)
         super().setup()
 
+    def spawn_thread(self, fn):
+        """Run ``fn`` in a managed thread: it is killed with the container, as workers are."""
+        self.container.spawn_managed_thread(
+            fn, identifier=f"{type(self).__name__}.handle_messages[{self.queue_name}]")
+
     # runs in a managed thread: an exception here would kill the container
-    def handle_message(self, message):
+    def handle_messages(self, messages):
+        """Dead-letter the invalid ones among ``messages``; run one worker on the others."""
+        deliveries = [delivery for delivery in map(self.checked, messages)
+                      if delivery is not None]
+        if deliveries:
+            self.run_worker(deliveries)
+
+    def checked(self, message):
+        """The :class:`Delivery` of ``message``, or ``None`` once it is dead-lettered as
+        invalid."""
         try:
-            payload = self.decode(message)
+            return Delivery(message, self.decode(message))
         except InvalidMessage as exc:
             self.dead_letter(message, f"invalid message: {exc}")
-            return
+            return None
+
+    def run_worker(self, deliveries):
+        """Spawn the worker that hands the handler the payloads of ``deliveries``: the list of
+        them for a batch handler, the one payload otherwise."""
+        payloads = [delivery.payload for delivery in deliveries]
+        try:
+            self.container.spawn_worker(
+                self, (payloads if self.batch_size is not None else payloads[0],), {},
+                context_data=self.context_data(deliveries),
+                handle_result=partial(self.handle_result, deliveries),
+            )
+        except ContainerBeingKilled:
+            for delivery in deliveries:
+                self.queue_consumer.requeue_message(delivery.message)
+
+    def context_data(self, deliveries):
+        """The worker context data of ``deliveries``: nameko's context headers and the
+        correlation id of a lone message. Each message of a batch has its own: giving one's to
+        all would file the others' effects (their outbox events) under its correlation id."""
+        if len(deliveries) != 1:
+            return {}
+        message = deliveries[0].message
         # only nameko's own context headers: the rest describe this message, not the call
-        context_data = {
+        data = {
             self._strip_header_name(key): value
             for key, value in (message.headers or {}).items()
             if key.startswith(HEADER_PREFIX + ".")
         }
         if message.properties.get("correlation_id"):
-            context_data[CORRELATION_ID_CONTEXT_KEY] = message.properties["correlation_id"]
-        try:
-            self.container.spawn_worker(
-                self, (payload,), {},
-                context_data=context_data,
-                handle_result=partial(self.handle_result, message),
-            )
-        except ContainerBeingKilled:
-            self.queue_consumer.requeue_message(message)
+            data[CORRELATION_ID_CONTEXT_KEY] = message.properties["correlation_id"]
+        return data
 
     def decode(self, message):
         """The message's payload, checked against its declared message type."""
@@ -247,11 +351,27 @@ class Handle(Consumer):
         check_payload(spec, payload)
         return payload
 
-    def handle_message_processed(self, message, result=None, exc_info=None):
+    def handle_message_processed(self, deliveries, result=None, exc_info=None):
         if exc_info is None:
-            self.queue_consumer.ack_message(message)
-            return
-        exc = exc_info[1]
+            for delivery in deliveries:
+                self.queue_consumer.ack_message(delivery.message)
+        elif len(deliveries) == 1:
+            self.handle_failure(deliveries[0].message, exc_info[1])
+        else:
+            self.run_alone(deliveries, exc_info[1])
+
+    def run_alone(self, deliveries, exc):
+        """The batch of ``deliveries`` failed and rolled back: hand each to a worker by itself,
+        so that only the message at fault is retried or dead-lettered."""
+        log.warning("%s: a batch of %d failed (%s: %s); handling each message alone", self,
+                    len(deliveries), type(exc).__name__, exc)
+        # Each from a thread of its own, not from this worker: workers that wait for a free
+        # slot in their own full pool would wait for ever.
+        for delivery in deliveries:
+            self.spawn_thread(partial(self.run_worker, [delivery]))
+
+    def handle_failure(self, message, exc):
+        """Dead-letter ``message``, whose handler raised ``exc``, or retry it."""
         if isinstance(exc, (PermanentError, InvalidMessage)):
             self.dead_letter(message, f"{type(exc).__name__}: {exc}")
             return

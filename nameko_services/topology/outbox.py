@@ -27,7 +27,7 @@ from sqlalchemy import (
 
 from nameko_services.topology.batch import BatchPublisher
 from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.messages import outgoing
+from nameko_services.topology.messages import check_payload, outgoing
 from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,11 @@ class _OutboxHandle:
     def __init__(self, outbox, worker_ctx):
         self._outbox = outbox
         self._worker_ctx = worker_ctx
+
+    def check(self, message_type, payload):
+        """Raise ``InvalidMessage`` if ``payload`` is not a valid ``message_type`` message: what
+        :meth:`add` would refuse, found before anything is written."""
+        check_payload(self._outbox.declarer.topology.message(message_type), payload)
 
     def add(self, connection, message_type, payload, message_id=None):
         """Stage ``payload`` as a ``message_type`` message in ``connection``'s transaction.

@@ -26,10 +26,23 @@ class Recorder:
     """Collects what a test service's handlers received."""
 
     def __init__(self):
-        self.received = []
+        self.received = []  # the payloads of the handler calls that returned
+        self.calls = []     # the order ids of every batch handler call, failed or not
+
+    def clear(self):
+        self.received.clear()
+        self.calls.clear()
 
 
 received = Recorder()
+
+
+def fail_for(order):
+    """Raise what the test order's item asks for."""
+    if order["item"] == "explode-permanently":
+        raise PermanentError("this item can never be reserved")
+    if order["item"] == "explode":
+        raise RuntimeError("transient failure")
 
 
 class OrderConsumer:
@@ -37,11 +50,19 @@ class OrderConsumer:
 
     @handle("order_placed_queue")
     def on_order_placed(self, order):
-        if order["item"] == "explode-permanently":
-            raise PermanentError("this item can never be reserved")
-        if order["item"] == "explode":
-            raise RuntimeError("transient failure")
+        fail_for(order)
         received.received.append(order)
+
+
+class BatchOrderConsumer:
+    name = "batch_order_consumer"
+
+    @handle("order_placed_queue", batch_size=50)
+    def on_order_placed(self, orders):
+        received.calls.append([order["order_id"] for order in orders])
+        for order in orders:
+            fail_for(order)
+        received.received.extend(orders)  # all or nothing, like a transaction
 
 
 class Publishing:
@@ -56,12 +77,18 @@ class Publishing:
 
 @pytest.fixture(autouse=True)
 def clean_recorder():
-    received.received.clear()
+    received.clear()
 
 
 @pytest.fixture
 def config(vhost):
     return {"AMQP_URI": vhost.amqp_uri, "TOPOLOGY_FILE": str(REPO_TOPOLOGY), "max_workers": 4}
+
+
+@pytest.fixture
+def batch_config(config):
+    # a prefetch above the batches, so that the broker lets a backlog come in batches
+    return {**config, "PREFETCH_COUNT": 50}
 
 
 def topology_in_broker(vhost):
@@ -118,28 +145,109 @@ def test_malformed_messages_are_dead_lettered_and_consumption_goes_on(
     assert vhost.consumers("order_placed_queue") == 1
 
 
+def publish_backlog(vhost, items):
+    """Queue an order per item in ``order_placed_queue`` before any consumer runs; a bytes item
+    is published as the body itself. Returns the orders' ids, ``o-<position>``."""
+    with Connection(vhost.amqp_uri) as connection:
+        declare_topology(connection, load_topology(REPO_TOPOLOGY))
+    for i, item in enumerate(items):
+        body = item if isinstance(item, bytes) else {
+            "order_id": f"o-{i}", "item": item, "quantity": 1}
+        vhost.publish("orders", "order.placed", body, content_type="application/json")
+    return [f"o-{i}" for i in range(len(items))]
+
+
+def wait_until_settled(vhost, handled, deliveries, dead):
+    """Wait until ``handled`` orders were received, ``deliveries`` acked (dead-lettered ones
+    included) and none is left unacked; check that ``dead`` were dead-lettered and the consumer
+    is still there."""
+    wait_for(lambda: len(received.received) == handled, timeout=30,
+             description=f"{handled} handled")
+    wait_for(lambda: vhost.acked("order_placed_queue") == deliveries, timeout=30,
+             description=f"{deliveries} acks in the broker's statistics")
+
+    def unacked():  # the statistics of a young queue may not have the field yet
+        return vhost.queues()["order_placed_queue"].get("messages_unacknowledged")
+    wait_for(lambda: unacked() == 0, timeout=30, description="no delivery left unacked")
+    assert vhost.depth("order_placed_queue") == 0
+    assert vhost.depth("dead_letter_queue") == dead
+    assert vhost.consumers("order_placed_queue") == 1
+
+
+def handled_ids():
+    return sorted(order["order_id"] for order in received.received)
+
+
 def test_every_delivery_of_a_backlog_is_acked_once(vhost, config, container_factory):
     # Workers finishing together share one ack (basic.ack multiple=True): it must cover every
     # finished delivery, never one still in work, and step over dead-lettered ones.
-    with Connection(vhost.amqp_uri) as connection:
-        declare_topology(connection, load_topology(REPO_TOPOLOGY))
-    for i in range(200):
-        item = "explode-permanently" if i % 20 == 0 else "widget-A"
-        vhost.publish("orders", "order.placed", {"order_id": f"o-{i}", "item": item, "quantity": 1})
+    ids = publish_backlog(vhost, ["explode-permanently" if i % 20 == 0 else "widget-A"
+                                  for i in range(200)])
     container = container_factory(OrderConsumer, {**config, "max_workers": 10})
     container.start()
 
-    wait_for(lambda: len(received.received) == 190, timeout=30, description="190 handled")
-    wait_for(lambda: vhost.acked("order_placed_queue") == 200, timeout=30,
-             description="200 acks in the broker's statistics")
+    wait_until_settled(vhost, handled=190, deliveries=200, dead=10)
+    assert handled_ids() == sorted(ids[i] for i in range(200) if i % 20)
 
-    def unacked():
-        return vhost.queues()["order_placed_queue"]["messages_unacknowledged"]
-    wait_for(lambda: unacked() == 0, timeout=30, description="no delivery left unacked")
-    assert vhost.depth("order_placed_queue") == 0
-    assert vhost.depth("dead_letter_queue") == 10
-    assert sorted(order["order_id"] for order in received.received) == sorted(
-        f"o-{i}" for i in range(200) if i % 20)
+
+def test_a_batch_handler_gets_a_backlog_in_lists_each_message_once(
+        vhost, batch_config, container_factory):
+    ids = publish_backlog(vhost, ["widget-A"] * 60)
+    container = container_factory(BatchOrderConsumer, batch_config)
+    container.start()
+
+    wait_until_settled(vhost, handled=60, deliveries=60, dead=0)
+    assert max(len(call) for call in received.calls) > 1
+    assert handled_ids() == sorted(ids)
+    assert sorted(order_id for call in received.calls for order_id in call) == sorted(ids)
+
+
+def test_a_permanent_error_in_a_batch_dead_letters_only_that_message(
+        vhost, batch_config, container_factory):
+    ids = publish_backlog(vhost, ["explode-permanently" if i == 7 else "widget-A"
+                                  for i in range(30)])
+    container = container_factory(BatchOrderConsumer, batch_config)
+    container.start()
+
+    wait_until_settled(vhost, handled=29, deliveries=30, dead=1)
+    [dead] = vhost.take_messages("dead_letter_queue")
+    assert json.loads(dead["body"])["order_id"] == "o-7"
+    assert dead["headers"]["x-rejected-reason"] == (
+        "PermanentError: this item can never be reserved")
+    assert any(len(call) > 1 for call in received.calls if "o-7" in call)  # it came in a batch
+    assert received.calls.count(["o-7"]) == 1  # then alone, once
+    assert handled_ids() == sorted(set(ids) - {"o-7"})
+
+
+def test_invalid_json_in_a_backlog_is_dead_lettered_and_the_valid_ones_batched(
+        vhost, batch_config, container_factory):
+    ids = publish_backlog(vhost, [b"{not json" if i in (5, 12) else "widget-A"
+                                  for i in range(20)])
+    container = container_factory(BatchOrderConsumer, batch_config)
+    container.start()
+
+    wait_until_settled(vhost, handled=18, deliveries=20, dead=2)
+    dead = vhost.take_messages("dead_letter_queue")
+    assert [m["body"] for m in dead] == [b"{not json"] * 2
+    assert all("not valid JSON" in m["headers"]["x-rejected-reason"] for m in dead)
+    assert max(len(call) for call in received.calls) > 1
+    assert handled_ids() == sorted(set(ids) - {"o-5", "o-12"})
+
+
+def test_a_transient_error_in_a_batch_is_retried_alone(vhost, batch_config, container_factory):
+    attempts = load_topology(REPO_TOPOLOGY).queue("order_placed_queue").retry.max_attempts
+    ids = publish_backlog(vhost, ["explode" if i == 3 else "widget-A" for i in range(20)])
+    container = container_factory(BatchOrderConsumer, batch_config)
+    container.start()
+
+    # the broker counts an ack for each attempt: the retries are copies of the message
+    wait_until_settled(vhost, handled=19, deliveries=20 + attempts - 1, dead=1)
+    [dead] = vhost.take_messages("dead_letter_queue")
+    assert dead["headers"]["x-rejected-reason"] == (
+        f"handler failed {attempts} times, last: RuntimeError: transient failure")
+    assert dead["headers"]["x-attempt"] == attempts
+    assert received.calls.count(["o-3"]) == attempts
+    assert handled_ids() == sorted(set(ids) - {"o-3"})
 
 
 def test_permanent_handler_error_is_dead_lettered_at_once(vhost, config, container_factory):

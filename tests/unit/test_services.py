@@ -8,6 +8,7 @@ from nameko_services.inventory import InitialStockError, InventoryService, parse
 from nameko_services.notifications import NotificationsService
 from nameko_services.orders import OrderConflict, OrdersService
 from nameko_services.topology.database import DatabaseHandle
+from nameko_services.topology.exceptions import InvalidMessage
 
 
 class FakeOutbox:
@@ -20,6 +21,9 @@ class FakeOutbox:
     def __init__(self, database):
         self.database = database
         database.create(self.table.metadata)
+
+    def check(self, message_type, payload):
+        pass  # the topology's shapes are checked by the real outbox
 
     def add(self, connection, message_type, payload, message_id=None):
         connection.execute(self.table.insert(),
@@ -47,7 +51,7 @@ def inventory_service(database):
 
 
 def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
-    inventory_service.on_order_placed({"order_id": "o-1", "item": "widget-A", "quantity": 2})
+    inventory_service.on_order_placed([{"order_id": "o-1", "item": "widget-A", "quantity": 2}])
 
     assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 1}
     assert inventory_service.outbox.staged == [("InventoryReserved", {
@@ -57,10 +61,46 @@ def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
 
 def test_the_same_order_twice_is_applied_once(inventory_service):
     order = {"order_id": "o-1", "item": "widget-A", "quantity": 1}
-    inventory_service.on_order_placed(order)
-    inventory_service.on_order_placed(order)
+    inventory_service.on_order_placed([order])
+    inventory_service.on_order_placed([order, order])
 
     assert inventory_service.get_inventory()["widget-A"] == 2
+    assert len(inventory_service.outbox.staged) == 1
+    assert inventory_service.list_processed() == ["o-1"]
+
+
+def test_a_batch_reserves_each_new_order_once_in_the_order_of_its_item(inventory_service):
+    inventory_service.on_order_placed([
+        {"order_id": "o-1", "item": "widget-A", "quantity": 2},
+        {"order_id": "o-2", "item": "gadget-X", "quantity": 1},
+        {"order_id": "o-1", "item": "widget-A", "quantity": 2},  # a redelivered copy
+        {"order_id": "o-3", "item": "widget-A", "quantity": 2},  # after o-1: 1 left
+    ])
+
+    assert inventory_service.get_inventory() == {"gadget-X": 0, "widget-A": 1}
+    assert inventory_service.outbox.staged == [
+        ("InventoryReserved", {"order_id": "o-2", "item": "gadget-X", "quantity": 1,
+                               "remaining": 0}),
+        ("InventoryReserved", {"order_id": "o-1", "item": "widget-A", "quantity": 2,
+                               "remaining": 1}),
+        ("InventoryFailed", {"order_id": "o-3", "item": "widget-A", "quantity": 2,
+                             "reason": "insufficient stock for 'widget-A': 1 left, 2 requested"}),
+    ]
+    assert sorted(inventory_service.list_processed()) == ["o-1", "o-2", "o-3"]
+
+
+def test_an_order_committed_meanwhile_rolls_its_batch_back(inventory_service):
+    order = {"order_id": "o-1", "item": "widget-A", "quantity": 1}
+    inventory_service.on_order_placed([order])
+    # as if another instance committed o-1 between the batch's inbox lookup and its insert
+    inventory_service._unprocessed = lambda connection, orders: orders
+
+    inventory_service.on_order_placed([order])  # alone: a duplicate, nothing changes
+    with pytest.raises(inventory._ProcessedMeanwhile):  # the framework then runs each alone
+        inventory_service.on_order_placed(
+            [{"order_id": "o-2", "item": "gadget-X", "quantity": 1}, order])
+
+    assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 2}
     assert len(inventory_service.outbox.staged) == 1
     assert inventory_service.list_processed() == ["o-1"]
 
@@ -71,7 +111,7 @@ def test_the_same_order_twice_is_applied_once(inventory_service):
 ])
 def test_reservation_that_cannot_be_met_fails_with_a_reason(
         inventory_service, item, quantity, reason):
-    inventory_service.on_order_placed({"order_id": "o-2", "item": item, "quantity": quantity})
+    inventory_service.on_order_placed([{"order_id": "o-2", "item": item, "quantity": quantity}])
 
     assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 3}
     assert inventory_service.outbox.staged == [("InventoryFailed", {
@@ -133,16 +173,47 @@ def test_reusing_an_order_id_for_another_order_is_a_conflict(orders_service):
         orders_service.place_order("gadget-X", 2, idempotency_key="key-1")
 
 
+def test_place_orders_places_a_batch_and_refuses_only_its_conflicting_order(orders_service):
+    orders_service.place_order("widget-A", 2, order_id="taken")
+
+    entries = orders_service.place_orders([
+        {"item": "widget-A", "quantity": 1, "order_id": "new-1"},
+        {"item": "gadget-X", "quantity": 5, "order_id": "taken"},  # another order's id
+        {"item": "widget-A", "quantity": 2, "order_id": "taken"},  # a retry of that order
+        {"item": "gizmo-Z", "quantity": 3, "order_id": "new-2", "idempotency_key": "k"},
+        {"item": "widget-A", "order_id": "no-quantity"},
+        {"item": "widget-A", "quantity": 1, "colour": "red"},
+    ])
+
+    assert [entry.get("order", {}).get("order_id") for entry in entries] == [
+        "new-1", None, "taken", "new-2", None, None]
+    assert entries[1]["error"]["exc_type"] == "OrderConflict"
+    assert "order_id already names order taken" in entries[1]["error"]["value"]
+    assert [entries[n]["error"]["value"] for n in (4, 5)] == [
+        "place_order arguments: 'quantity' missing", "place_order arguments: unknown 'colour'"]
+    assert sorted(order["order_id"] for order in orders_service.list_orders()) == [
+        "new-1", "new-2", "taken"]
+    assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
+        "taken", "new-1", "new-2"]
+
+
+def test_place_orders_refuses_what_is_not_a_list_of_orders(orders_service):
+    with pytest.raises(InvalidMessage, match="orders must be a list of objects"):
+        orders_service.place_orders({"item": "widget-A"})
+
+
 def test_outcomes_settle_a_pending_order_once(orders_service):
     confirmed = orders_service.place_order("widget-A", 1)["order_id"]
     rejected = orders_service.place_order("widget-A", 9)["order_id"]
 
-    orders_service.on_inventory_reserved({"order_id": confirmed, "item": "widget-A", "quantity": 1})
-    orders_service.on_inventory_failed({"order_id": rejected, "item": "widget-A", "quantity": 9,
-                                        "reason": "insufficient stock"})
-    # a late, contradictory redelivery changes nothing
-    orders_service.on_inventory_failed({"order_id": confirmed, "item": "widget-A", "quantity": 1,
-                                        "reason": "late"})
+    orders_service.on_inventory_reserved(
+        [{"order_id": confirmed, "item": "widget-A", "quantity": 1}])
+    orders_service.on_inventory_failed([
+        {"order_id": rejected, "item": "widget-A", "quantity": 9, "reason": "insufficient stock"},
+        # a late, contradictory redelivery changes nothing, whether in a batch or alone
+        {"order_id": confirmed, "item": "widget-A", "quantity": 1, "reason": "late"}])
+    orders_service.on_inventory_failed(
+        [{"order_id": confirmed, "item": "widget-A", "quantity": 1, "reason": "late"}])
 
     assert orders_service.get_order(confirmed)["status"] == "CONFIRMED"
     assert orders_service.get_order(rejected)["status"] == "REJECTED"
@@ -154,9 +225,9 @@ def test_one_notification_per_order_outcome(database):
     service = worker_factory(NotificationsService, db=database)
     event = {"order_id": "o-1", "item": "widget-A", "quantity": 2, "remaining": 5}
 
-    service.on_inventory_reserved(event)
-    service.on_inventory_reserved(event)
-    service.on_inventory_failed({**event, "order_id": "o-2", "reason": "unknown item"})
+    service.on_inventory_reserved([event])
+    service.on_inventory_reserved([event, event])
+    service.on_inventory_failed([{**event, "order_id": "o-2", "reason": "unknown item"}])
 
     assert [(n["order_id"], n["kind"], n["message"]) for n in service.list_notifications()] == [
         ("o-1", "confirmation", "Order o-1 confirmed: 2 x widget-A reserved"),
@@ -167,9 +238,9 @@ def test_one_notification_per_order_outcome(database):
 def test_notifications_are_read_from_a_cursor(database):
     database.create(notifications.metadata)
     service = worker_factory(NotificationsService, db=database)
-    for n in range(1, 6):
-        service.on_inventory_reserved(
-            {"order_id": f"o-{n}", "item": "widget-A", "quantity": 1, "remaining": 10 - n})
+    service.on_inventory_reserved([
+        {"order_id": f"o-{n}", "item": "widget-A", "quantity": 1, "remaining": 10 - n}
+        for n in range(1, 6)])
 
     first_two = service.list_notifications(limit=2)
     assert [n["order_id"] for n in first_two] == ["o-1", "o-2"]
