@@ -21,7 +21,8 @@ e2e/s         confirmed orders / (last confirmation seen - first POST sent). A c
 POST latency  round trip of each accepted POST, from sending to the end of the answer;
               p50/p95/p99 interpolate linearly between the closest ranks; max.
 e2e latency   per order: first seen confirmed - its POST sent (same resolution as e2e/s).
-cpu s         user+system CPU seconds a process used from just before the first POST to the
+cpu s         user+system CPU seconds a process (with its child processes: the gateway's
+              server runs the app in one) used from just before the first POST to the
               end of the measurement (/proc/<pid>/stat; start-up and the checks excluded).
 peak RSS MB   max of the resident set size sampled every 100 ms over the same window
               (/proc/<pid>/statm). The JSON also has rss_hwm_mb, the kernel's high-water mark
@@ -138,24 +139,58 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MB = 1024 * 1024
 
 
+def process_tree(pid):
+    """`pid` and its descendants: a server may run its work in child processes (the gateway's
+    Granian runs the app in a worker process), and all of it is the process's cost."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in os.listdir(f"/proc/{pids[i]}/task"):
+            try:
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids.extend(int(child) for child in f.read().split())
+            except OSError:  # the thread or the child is gone
+                pass
+        i += 1
+    return pids
+
+
+def _tree_sum(pid, read_one):
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += read_one(member)
+        except OSError:
+            if member == pid:
+                raise  # the process itself is gone
+    return total
+
+
 def cpu_seconds(pid):
-    """user + system CPU seconds of every thread of `pid` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 is [0]
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    """user + system CPU seconds of every thread of `pid` and its descendants so far."""
+    def one(member):
+        with open(f"/proc/{member}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 is [0]
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return _tree_sum(pid, one)
 
 
 def rss_bytes(pid):
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE_SIZE
+    """Resident set size of `pid` and its descendants."""
+    def one(member):
+        with open(f"/proc/{member}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    return _tree_sum(pid, one)
 
 
 def rss_high_water_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    return None
+    """The kernel's RSS high-water marks (VmHWM) of `pid` and its descendants, added up."""
+    def one(member):
+        with open(f"/proc/{member}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+        return 0
+    return _tree_sum(pid, one)
 
 
 class ProcessMonitor:

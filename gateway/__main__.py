@@ -1,49 +1,58 @@
-"""``python -m gateway``: serve the gateway with waitress, a production WSGI server.
+"""``python -m gateway``: serve the gateway with Granian, a production HTTP server.
 
-Environment: ``PORT`` (default 8080), ``GATEWAY_THREADS`` (default 32),
-``GATEWAY_CONNECTION_LIMIT`` (default 1000), ``AMQP_URI``, ``LOG_LEVEL`` (default INFO).
+Granian parses HTTP and manages connections in Rust, outside the GIL, and calls the Flask app on
+a pool of Python threads. Its worker process builds the app with :func:`gateway.app.create_app`.
+
+Environment: ``PORT`` (default 8080), ``GATEWAY_THREADS`` (threads running requests, default
+32), ``GATEWAY_CONNECTION_LIMIT`` (connections served at once, default 1000), ``AMQP_URI``,
+``LOG_LEVEL`` (default INFO).
 """
 import logging
 import os
-import signal
-import sys
 
-import waitress
+from granian import Granian
+from granian.constants import Interfaces
 
-from gateway.app import create_app
+from gateway.app import DEFAULT_AMQP_URI
 from gateway.rpc import redact_uri
 
 log = logging.getLogger("gateway")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def logging_config(level):
+    """The worker's logging: everything at ``level`` and above to stderr, Granian's own too."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"format": LOG_FORMAT}},
+        "handlers": {"console": {"class": "logging.StreamHandler",
+                                 "stream": "ext://sys.stderr", "formatter": "default"}},
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {"_granian": {"level": level, "handlers": [], "propagate": True}},
+    }
+
 
 def main():
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     port = int(os.environ.get("PORT", "8080"))
     threads = int(os.environ.get("GATEWAY_THREADS", "32"))
-    # keep-alive clients hold a connection each; waitress's default of 100 turns client 101
-    # away until another disconnects
     connection_limit = int(os.environ.get("GATEWAY_CONNECTION_LIMIT", "1000"))
-
-    app = create_app()
-    rpc = app.extensions["rpc"]
-    server = waitress.create_server(
-        app, host="0.0.0.0", port=port, threads=threads, connection_limit=connection_limit,
-        # Flask answers bodies over MAX_BODY_BYTES with a JSON 413; this cap only keeps
-        # waitress from buffering huge uploads before Flask gets to say so.
-        max_request_body_size=max(1 << 20, app.config["MAX_BODY_BYTES"]),
-        ident="gateway")
-    log.info("gateway listening on http://0.0.0.0:%s (threads=%d, broker=%s)",
-             server.effective_port, threads, redact_uri(app.config["AMQP_URI"]))
-    # waitress stops on SystemExit/KeyboardInterrupt (letting running requests finish for a
-    # few seconds); make SIGTERM, what process managers send, do the same.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    try:
-        server.run()
-    finally:
-        rpc.close()
-        log.info("gateway stopped")
+    log.info("gateway starting on http://0.0.0.0:%s (threads=%d, broker=%s)", port, threads,
+             redact_uri(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)))
+    # One worker process: the app's RPC client multiplexes every request's call over one
+    # connection, and a second worker would only add a second client competing for the cores.
+    # Granian stops on SIGINT and SIGTERM, letting requests in flight finish.
+    Granian(
+        "gateway.app:create_app", factory=True, interface=Interfaces.WSGI,
+        address="0.0.0.0", port=port, workers=1, blocking_threads=threads,
+        # Granian holds a backpressure slot per keep-alive connection, not per request: a
+        # limit of `threads` would leave client number threads+1 unserved until another leaves
+        backpressure=connection_limit, log_dictconfig=logging_config(level),
+    ).serve()
+    log.info("gateway stopped")
 
 
 if __name__ == "__main__":

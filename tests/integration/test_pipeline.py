@@ -178,3 +178,19 @@ def test_a_stopped_service_gives_503_not_a_hang(stack, gateway):
     assert health.status_code == 503
     assert health.json()["services"]["notifications"] != "ok"
     assert health.json()["services"]["orders"] == "ok"
+
+
+def test_keep_alive_clients_beyond_the_gateway_threads_are_all_served(vhost, tmp_path):
+    # every client holds its connection open between requests, as browsers and pools do; a
+    # server that parks a connection per worker thread would leave the third one unserved
+    stack = Stack(vhost.amqp_uri, tmp_path / "data", services=("inventory",),
+                  env={"GATEWAY_THREADS": "2", "INITIAL_STOCK": json.dumps(STOCK)})
+    try:
+        stack.start(timeout=90)
+        clients = [Gateway(stack.url) for _ in range(6)]
+        for _ in range(2):  # the second round reuses each client's open connection
+            with ThreadPoolExecutor(len(clients)) as pool:
+                answers = list(pool.map(lambda client: client.get("/inventory"), clients))
+            assert answers == [STOCK] * len(clients)
+    finally:
+        stack.stop()
