@@ -34,7 +34,7 @@ class CallBatcher:
     """
 
     def __init__(self, rpc, service, batch_method, argument, result_key, max_batch=100,
-                 senders=4):
+                 senders=2):
         self.rpc = rpc
         self.service = service
         self.batch_method = batch_method
