@@ -280,6 +280,15 @@ def _stop_live_stacks():
 
 # -- `python -m nameko_services.stack` --------------------------------------------------------
 
+def _redacted(uri):
+    """``uri`` with its password masked, for printing."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":**@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 class _Terminated(Exception):
     pass
 
@@ -297,7 +306,7 @@ def main():
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     stack = Stack(amqp_uri, data_dir, gateway_port=port, log_dir=log_dir)
-    print(f"starting {', '.join(stack.services)} and the gateway (broker {amqp_uri})\n"
+    print(f"starting {', '.join(stack.services)} and the gateway (broker {_redacted(amqp_uri)})\n"
           f"logs: {stack.log_dir}/<name>.log   data: {stack.data_dir}", flush=True)
     try:
         stack.start(timeout)
