@@ -75,8 +75,9 @@ def create_app(config=None, rpc=None):
             fake. By default a real ``RpcClient`` is built; it connects on first use.
 
     The client is kept on ``app.extensions["rpc"]``, and the :class:`~gateway.batcher.CallBatcher`
-    that places orders on ``app.extensions["order_batcher"]``; whoever serves the app closes
-    both.
+    that places orders on ``app.extensions["order_batcher"]``. Their threads are daemons, so a
+    server whose process exits (``python -m gateway``) need not stop them; code that drops an
+    app and goes on (tests, an embedding program) calls ``close()`` on both.
     """
     app = Flask(__name__)
     app.config.update(default_config())

@@ -44,13 +44,13 @@ class _PayloadChecker:
     """
 
     def __init__(self, spec):
-        self.is_valid = fastjsonschema.compile(spec.json_schema)
+        self.first_problem = fastjsonschema.compile(spec.json_schema)  # raises it, if any
         self.strict = _StrictValidator(spec.json_schema)
         self.integer_fields = tuple(f.name for f in spec.fields if f.type == "integer")
 
     def problems(self, payload):
         try:
-            self.is_valid(payload)
+            self.first_problem(payload)
         except fastjsonschema.JsonSchemaException:
             pass
         else:
