@@ -2,11 +2,13 @@
 import json
 import os
 import time
+from itertools import groupby
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     CheckConstraint, Column, Float, Integer, MetaData, String, Table, bindparam, select, update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
@@ -54,6 +56,13 @@ class InitialStockError(Exception):
 class _ProcessedMeanwhile(Exception):
     """Another instance committed an order of this transaction's batch after the batch looked
     it up in the inbox: everything the batch did is rolled back."""
+
+
+def _event(order, **fields):
+    """The payload of an InventoryReserved (``remaining``) or InventoryFailed (``reason``)
+    event for ``order``."""
+    return {"order_id": order["order_id"], "item": order["item"],
+            "quantity": order["quantity"], **fields}
 
 
 def parse_initial_stock(text):
@@ -109,8 +118,7 @@ class InventoryService:
         """Reserve stock for each order not handled before, all in one transaction."""
         try:
             with self.db.transaction() as connection:
-                for order in self._unprocessed(connection, orders):
-                    self._reserve(connection, order)
+                self._reserve(connection, self._unprocessed(connection, orders))
         except _ProcessedMeanwhile:
             if len(orders) > 1:
                 raise  # the others were rolled back with it: the framework runs each alone
@@ -132,31 +140,55 @@ class InventoryService:
                 new.setdefault(order["order_id"], order)
         return sorted(new.values(), key=lambda order: order["item"])
 
-    def _reserve(self, connection, order):
-        """Take the order's stock, or find why not; stage the outcome event; record the order in
-        the inbox."""
-        order_id, item, quantity = order["order_id"], order["item"], order["quantity"]
-        reserved = connection.execute(
-            RESERVE, {"want_item": item, "want_quantity": quantity}).first()
-        if reserved is not None:
-            outcome, reason = "reserved", None
-            self.outbox.add(connection, "InventoryReserved", {
-                "order_id": order_id, "item": item, "quantity": quantity,
-                "remaining": reserved.quantity})
-        else:
+    def _reserve(self, connection, orders):
+        """Take each order's stock or find why not, stage the outcome events and record the
+        orders in the inbox: a few statements for the whole batch."""
+        reserved, failed = [], []
+        for item, item_orders in groupby(orders, key=lambda order: order["item"]):
+            self._take_stock(connection, item, list(item_orders), reserved, failed)
+        self.outbox.add_many(connection, "InventoryReserved", reserved)
+        self.outbox.add_many(connection, "InventoryFailed", failed)
+        now = time.time()
+        inbox = [{"order_id": event["order_id"], "outcome": "reserved", "reason": None,
+                  "processed_at": now} for event in reserved]
+        inbox += [{"order_id": event["order_id"], "outcome": "failed",
+                   "reason": event["reason"], "processed_at": now} for event in failed]
+        # The inbox rows go in last, in the same transaction: if another instance committed
+        # one of these orders since the lookup, its row is there and the batch rolls back.
+        if not inbox:
+            return
+        try:
+            connection.execute(processed.insert(), inbox)
+        except IntegrityError as exc:
+            raise _ProcessedMeanwhile(str(exc.orig)) from None
+
+    def _take_stock(self, connection, item, orders, reserved, failed):
+        """Reserve ``item`` for ``orders`` in their order; append each one's event to
+        ``reserved`` or ``failed``.
+
+        Usually the stock covers them all, and one UPDATE takes it for all of them; otherwise
+        each order tries alone, and those the stock cannot cover fail.
+        """
+        total = sum(order["quantity"] for order in orders)
+        taken = connection.execute(RESERVE, {"want_item": item, "want_quantity": total}).first()
+        if taken is not None:
+            remaining = taken.quantity + total
+            for order in orders:
+                remaining -= order["quantity"]
+                reserved.append(_event(order, remaining=remaining))
+            return
+        for order in orders:
+            taken = connection.execute(
+                RESERVE, {"want_item": item, "want_quantity": order["quantity"]}).first()
+            if taken is not None:
+                reserved.append(_event(order, remaining=taken.quantity))
+                continue
             known = connection.execute(
                 select(stock.c.quantity).where(stock.c.item == item)).first()
-            outcome = "failed"
-            reason = (f"unknown item {item!r}" if known is None else
-                      f"insufficient stock for {item!r}: {known.quantity} left, "
-                      f"{quantity} requested")
-            self.outbox.add(connection, "InventoryFailed", {
-                "order_id": order_id, "item": item, "quantity": quantity, "reason": reason})
-        # The inbox row goes in last, in the same transaction: if another instance committed
-        # this order since the lookup, the insert finds its row and the batch is rolled back.
-        if not insert_once(connection, processed, order_id=order_id, outcome=outcome,
-                           reason=reason, processed_at=time.time()):
-            raise _ProcessedMeanwhile(order_id)
+            failed.append(_event(order, reason=(
+                f"unknown item {item!r}" if known is None else
+                f"insufficient stock for {item!r}: {known.quantity} left, "
+                f"{order['quantity']} requested")))
 
     @rpc
     def get_inventory(self):

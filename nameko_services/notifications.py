@@ -4,7 +4,7 @@ import time
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
 from nameko_services import HANDLER_BATCH_SIZE
-from nameko_services.topology import Database, handle, insert_once, rpc
+from nameko_services.topology import Database, handle, insert_each_once, rpc
 
 metadata = MetaData()
 
@@ -47,10 +47,10 @@ class NotificationsService:
         ``kind`` already, all in one transaction."""
         now = time.time()
         with self.db.transaction() as connection:
-            for event, message in notices:
-                insert_once(connection, notifications, order_id=event["order_id"], kind=kind,
-                            item=event["item"], quantity=event["quantity"], message=message,
-                            created_at=now)
+            insert_each_once(connection, notifications, [
+                {"order_id": event["order_id"], "kind": kind, "item": event["item"],
+                 "quantity": event["quantity"], "message": message, "created_at": now}
+                for event, message in notices])
 
     @rpc
     def list_notifications(self, after=0, limit=None):

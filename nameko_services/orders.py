@@ -1,8 +1,9 @@
 """The orders service: takes orders, publishes OrderPlaced, follows their reservation outcome."""
 import time
-import uuid
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from uuid6 import uuid7
 
 from nameko.exceptions import serialize
 
@@ -32,6 +33,13 @@ SETTLE = (
     .values(status=bindparam("new_status"), reason=bindparam("new_reason"),
             updated_at=bindparam("now"))
 )
+
+
+def new_order_id():
+    """A new order id: a UUIDv7 in hex. Ids of one moment sort together, so the tables keyed
+    by order id (here and downstream) grow at one end of their index instead of all over it,
+    which costs SQLite and PostgreSQL about a third of the writes per insert."""
+    return uuid7().hex
 
 
 class OrderConflict(Exception):
@@ -76,29 +84,55 @@ class OrdersService:
         """The stored order, or the exception refusing it, for each request."""
         now = time.time()
         outcomes = []
-        with self.db.transaction() as connection:
-            for request in requests:
-                # every refusal is raised before the order writes anything: its batch-mates
-                # commit in this transaction
-                try:
-                    _check_arguments(request)
-                    outcomes.append(self._place_one(connection, now, **request))
-                except (OrderConflict, InvalidMessage) as exc:
-                    outcomes.append(exc)
+        new = []  # (index in outcomes, order row, OrderPlaced payload) of the valid requests
+        for request in requests:
+            # every refusal is found before anything is written: its batch-mates go ahead
+            try:
+                _check_arguments(request)
+                order, placed = self._new_order(now, **request)
+            except InvalidMessage as exc:
+                outcomes.append(exc)
+                continue
+            new.append((len(outcomes), order, placed))
+            outcomes.append(None)
+        if not new:
+            return outcomes
+        try:
+            # usually every order is new: one INSERT for the orders, one for their events
+            with self.db.transaction() as connection:
+                connection.execute(orders.insert(), [order for _, order, _ in new])
+                self.outbox.add_many(connection, "OrderPlaced", [placed for _, _, placed in new])
+            for index, order, _ in new:
+                outcomes[index] = _as_dict(order)
+        except IntegrityError:
+            # an order id or idempotency key stored before (a repeated call, a redelivered
+            # request): everything was rolled back; again order by order, finding the repeats
+            with self.db.transaction() as connection:
+                for index, order, placed in new:
+                    try:
+                        outcomes[index] = self._place_one(connection, order, placed)
+                    except OrderConflict as exc:
+                        outcomes[index] = exc
         return outcomes
 
-    def _place_one(self, connection, now, item, quantity, order_id=None, idempotency_key=None):
+    def _new_order(self, now, item, quantity, order_id=None, idempotency_key=None):
+        """The row of a new order and its OrderPlaced payload; InvalidMessage if that payload
+        is not a valid OrderPlaced."""
         order = {
-            "order_id": order_id or uuid.uuid4().hex, "item": item, "quantity": quantity,
+            "order_id": order_id or new_order_id(), "item": item, "quantity": quantity,
             "status": PENDING, "reason": None, "idempotency_key": idempotency_key,
             "created_at": now, "updated_at": now,
         }
         placed = {"order_id": order["order_id"], "item": item, "quantity": quantity}
         self.outbox.check("OrderPlaced", placed)
-        # insert first: the common case costs one statement, and a racing duplicate waits on
-        # the unique keys instead of slipping between a check and an insert
+        return order, placed
+
+    def _place_one(self, connection, order, placed):
+        # insert first: a racing duplicate waits on the unique keys instead of slipping
+        # between a check and an insert
         if not insert_once(connection, orders, **order):
-            return _as_dict(_existing(connection, order_id, idempotency_key, item, quantity))
+            return _as_dict(_existing(connection, order["order_id"], order["idempotency_key"],
+                                      order["item"], order["quantity"]))
         self.outbox.add(connection, "OrderPlaced", placed)
         return _as_dict(order)
 

@@ -15,7 +15,7 @@ from importlib import import_module
 
 _HOMES = {
     "Handle": "consumer", "handle": "consumer",
-    "Database": "database", "insert_once": "database",
+    "Database": "database", "insert_once": "database", "insert_each_once": "database",
     "TopologyDeclarer": "declarer", "declare_topology": "declarer",
     "InvalidMessage": "exceptions", "PermanentError": "exceptions",
     "TopologyError": "exceptions", "TopologyMismatch": "exceptions",

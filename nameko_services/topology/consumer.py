@@ -31,13 +31,12 @@ from collections import namedtuple
 from functools import partial
 
 import eventlet
-from amqp.exceptions import ConnectionError as AmqpConnectionError
-from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher as PublisherCore
 from nameko.constants import AMQP_URI_CONFIG_KEY, HEADER_PREFIX
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 
+from nameko_services.topology.batch import CONNECTION_ERRORS
 from nameko_services.topology.declarer import TopologyDeclarer
 from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
 from nameko_services.topology.exceptions import InvalidMessage, PermanentError
@@ -50,10 +49,6 @@ log = logging.getLogger(__name__)
 
 PREFETCH_COUNT_CONFIG_KEY = "PREFETCH_COUNT"
 
-
-# what settling a message or publishing raises when the broker connection is gone: amqp's own
-# errors, socket errors (ECONNRESET, EPIPE) and kombu's wrapper after its retries
-CONNECTION_ERRORS = (AmqpConnectionError, OSError, OperationalError)
 
 
 class ResilientQueueConsumer(QueueConsumer):

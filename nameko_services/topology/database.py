@@ -166,6 +166,15 @@ def insert_once(connection, table, **values):
                               values).rowcount == 1
 
 
+def insert_each_once(connection, table, rows):
+    """:func:`insert_once` for each of ``rows`` (dicts of values), in one ``executemany``.
+
+    For a batch that only needs its duplicates skipped: it does not tell which rows were.
+    """
+    if rows:
+        connection.execute(_insert_or_skip(connection.dialect.name, table), rows)
+
+
 @lru_cache(maxsize=None)
 def _insert_or_skip(dialect_name, table):
     # one statement object per table: SQLAlchemy then finds its compiled form in its cache

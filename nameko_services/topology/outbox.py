@@ -216,19 +216,36 @@ class _OutboxHandle:
 
         Returns the message id (the event id downstream consumers see).
         """
+        message_id, = self.add_many(connection, message_type, [payload],
+                                    message_ids=None if message_id is None else [message_id])
+        return message_id
+
+    def add_many(self, connection, message_type, payloads, message_ids=None):
+        """:meth:`add` for each of ``payloads``, in one statement; returns their message ids.
+
+        A handler of a batch stages its batch's events this way: an INSERT per event costs
+        more than the event's own share of one ``executemany``.
+        """
+        if not payloads:
+            return []
         outbox, worker_ctx = self._outbox, self._worker_ctx
-        message = outgoing(
-            outbox.declarer.topology.message(message_type), payload, message_id=message_id,
-            correlation_id=worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY))
+        spec = outbox.declarer.topology.message(message_type)
+        correlation_id = worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY)
         now = time.time()
-        connection.execute(outbox._insert_row, {
-            "message_id": message["message_id"], "message_type": message_type,
-            "exchange": message["exchange"], "routing_key": message["routing_key"],
-            "correlation_id": message["correlation_id"], "body": message["body"],
-            "created_at": now, "claimed_by": outbox.relay_id, "claimed_at": now, "attempts": 1,
-        })
+        rows = []
+        for payload, message_id in zip(payloads, message_ids or [None] * len(payloads)):
+            message = outgoing(spec, payload, message_id=message_id,
+                               correlation_id=correlation_id)
+            rows.append({
+                "message_id": message["message_id"], "message_type": message_type,
+                "exchange": message["exchange"], "routing_key": message["routing_key"],
+                "correlation_id": message["correlation_id"], "body": message["body"],
+                "created_at": now, "claimed_by": outbox.relay_id, "claimed_at": now,
+                "attempts": 1,
+            })
+        connection.execute(outbox._insert_row, rows)
         outbox._staged.add(worker_ctx)
-        return message["message_id"]
+        return [row["message_id"] for row in rows]
 
 
 def _as_message(row):

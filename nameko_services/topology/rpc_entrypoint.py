@@ -10,20 +10,26 @@ as ``place_order`` is with its order id.
 """
 import logging
 
+import kombu.serialization
+from eventlet.semaphore import Semaphore
 from nameko import rpc as nameko_rpc
-from nameko.amqp.publish import Publisher
 from nameko.constants import (
     AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, LOGIN_METHOD_CONFIG_KEY,
     NON_PERSISTENT, SERIALIZER_CONFIG_KEY,
 )
 
-from nameko_services.topology.consumer import CONNECTION_ERRORS, ResilientQueueConsumer
+from nameko_services.topology.batch import CONNECTION_ERRORS, HeldChannel
+from nameko_services.topology.consumer import ResilientQueueConsumer
 
 log = logging.getLogger(__name__)
 
 
-class ReplyPublisher(Publisher):
-    """Publishes RPC replies: transient and unconfirmed.
+class ReplyPublisher:
+    """Publishes a container's RPC replies over one held channel: transient and unconfirmed.
+
+    nameko builds a publisher per reply, which takes a connection from kombu's pool and wraps
+    the publish in kombu's retry machinery: more CPU than the reply itself. Here the workers
+    of a container take turns on one channel.
 
     A reply goes to the caller's exclusive reply queue, which dies with the caller's
     connection, so persisting it buys nothing; and a confirm would only tell us that a reply
@@ -31,12 +37,45 @@ class ReplyPublisher(Publisher):
     costs the caller a timeout, and its retry (same order id) finds the first call's result.
     """
 
-    use_confirms = False
-    delivery_mode = NON_PERSISTENT
+    def __init__(self, amqp_uri, ssl=None, login_method=None):
+        self._held = HeldChannel(amqp_uri, ssl=ssl, login_method=login_method)
+        self._lock = Semaphore(1)  # a publish is several socket writes: one worker at a time
+
+    def publish(self, payload, serializer, exchange, routing_key, correlation_id):
+        """Publish ``payload``, serialised with ``serializer``; raises a connection error if
+        the broker cannot be reached (a connection found broken is reopened once first)."""
+        content_type, content_encoding, body = kombu.serialization.dumps(payload, serializer)
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    channel = self._held.get()
+                    channel.basic_publish(
+                        channel.prepare_message(
+                            body, content_type=content_type, content_encoding=content_encoding,
+                            properties={"correlation_id": correlation_id,
+                                        "delivery_mode": NON_PERSISTENT}),
+                        exchange=exchange.name, routing_key=routing_key)
+                    return
+                except CONNECTION_ERRORS:
+                    self._held.close()
+                    if attempt == 2:
+                        raise  # the broker itself is gone, not just our connection
+
+    def close(self):
+        with self._lock:
+            self._held.close()
 
 
 class Responder(nameko_rpc.Responder):
-    publisher_cls = ReplyPublisher
+    """nameko's responder (the reply's shape and serialisation checks), sending through the
+    container's :class:`ReplyPublisher`."""
+
+    def __init__(self, publisher, exchange, serializer, message):
+        super().__init__(None, exchange, serializer, message)
+        self.publisher = publisher
+
+    def publisher_cls(self, amqp_uri, ssl=None, login_method=None):
+        return self.publisher
 
 
 class RpcConsumer(nameko_rpc.RpcConsumer):
@@ -44,12 +83,22 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
 
     queue_consumer = ResilientQueueConsumer()
 
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        self.reply_publisher = ReplyPublisher(
+            config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+
+    def stop(self):
+        super().stop()
+        self.reply_publisher.close()
+
     def handle_result(self, message, result, exc_info):
         config = self.container.config
         responder = Responder(
-            config[AMQP_URI_CONFIG_KEY], nameko_rpc.get_rpc_exchange(config),
-            config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
-            ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+            self.reply_publisher, nameko_rpc.get_rpc_exchange(config),
+            config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message)
         try:
             result, exc_info = responder.send_response(result, exc_info)
         except CONNECTION_ERRORS as exc:

@@ -9,11 +9,13 @@ import pytest
 from kombu import Connection
 from nameko.amqp.publish import UndeliverableMessage
 from nameko.rpc import rpc
+from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
 from nameko_services.topology import (
     MessagePublisher, PermanentError, TopologyMismatch, declare_topology, handle, load_topology,
 )
+from nameko_services.topology import rpc as topology_rpc
 from tests.support.broker import wait_for
 
 pytestmark = pytest.mark.integration
@@ -73,6 +75,14 @@ class Publishing:
     @rpc
     def place(self, payload, correlation_id=None):
         return self.publish("OrderPlaced", payload, correlation_id=correlation_id)
+
+
+class Echo:
+    name = "echo"
+
+    @topology_rpc
+    def echo(self, value):
+        return {"echoed": value}
 
 
 @pytest.fixture(autouse=True)
@@ -355,3 +365,19 @@ def test_topology_is_declared_again_after_a_reconnect(vhost, config, container_f
     with entrypoint_waiter(container, "on_order_placed", timeout=10):
         vhost.publish("orders", "order.placed", VALID_ORDER)
     assert received.received == [VALID_ORDER]
+
+
+def test_rpc_replies_go_out_after_the_broker_closed_the_reply_connection(
+        vhost, config, container_factory):
+    container = container_factory(Echo, config)
+    container.start()
+    with ClusterRpcProxy(config, timeout=10) as cluster:
+        assert cluster.echo.echo("first") == {"echoed": "first"}
+
+    # the held reply connection too: its next reply finds the broker's close and reconnects
+    vhost.close_connections()
+
+    wait_for(lambda: vhost.consumers("rpc-echo") == 1, timeout=20,
+             description="the RPC consumer back on rpc-echo")
+    with ClusterRpcProxy(config, timeout=10) as cluster:
+        assert [cluster.echo.echo(n) for n in range(3)] == [{"echoed": n} for n in range(3)]

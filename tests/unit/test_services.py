@@ -26,8 +26,12 @@ class FakeOutbox:
         pass  # the topology's shapes are checked by the real outbox
 
     def add(self, connection, message_type, payload, message_id=None):
-        connection.execute(self.table.insert(),
-                           {"message_type": message_type, "payload": payload})
+        self.add_many(connection, message_type, [payload])
+
+    def add_many(self, connection, message_type, payloads):
+        if payloads:
+            connection.execute(self.table.insert(), [
+                {"message_type": message_type, "payload": payload} for payload in payloads])
 
     @property
     def staged(self):
@@ -86,6 +90,20 @@ def test_a_batch_reserves_each_new_order_once_in_the_order_of_its_item(inventory
         ("InventoryFailed", {"order_id": "o-3", "item": "widget-A", "quantity": 2,
                              "reason": "insufficient stock for 'widget-A': 1 left, 2 requested"}),
     ]
+    assert sorted(inventory_service.list_processed()) == ["o-1", "o-2", "o-3"]
+
+
+def test_a_batch_the_stock_covers_gives_each_order_the_stock_left_after_it(inventory_service):
+    inventory_service.on_order_placed([
+        {"order_id": "o-1", "item": "widget-A", "quantity": 1},
+        {"order_id": "o-2", "item": "gadget-X", "quantity": 1},
+        {"order_id": "o-3", "item": "widget-A", "quantity": 2},
+    ])
+
+    assert inventory_service.get_inventory() == {"gadget-X": 0, "widget-A": 0}
+    assert [(payload["order_id"], payload["remaining"])
+            for _, payload in inventory_service.outbox.staged] == [
+        ("o-2", 0), ("o-1", 2), ("o-3", 0)]
     assert sorted(inventory_service.list_processed()) == ["o-1", "o-2", "o-3"]
 
 
@@ -195,6 +213,26 @@ def test_place_orders_places_a_batch_and_refuses_only_its_conflicting_order(orde
         "new-1", "new-2", "taken"]
     assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
         "taken", "new-1", "new-2"]
+
+
+def test_an_order_sent_twice_in_one_batch_is_placed_once(orders_service):
+    order = {"item": "widget-A", "quantity": 1, "order_id": "o-1"}
+
+    entries = orders_service.place_orders([order, {"item": "gadget-X", "quantity": 1}, order])
+
+    assert entries[0] == entries[2]
+    assert entries[0]["order"]["order_id"] == "o-1"
+    assert len(orders_service.list_orders()) == 2
+    assert len(orders_service.outbox.staged) == 2
+
+
+def test_new_order_ids_sort_in_the_order_the_orders_were_placed(orders_service):
+    placed = [orders_service.place_order("widget-A", 1)["order_id"] for _ in range(20)]
+    placed += [entry["order"]["order_id"] for entry in orders_service.place_orders(
+        [{"item": "widget-A", "quantity": 1}] * 20)]
+
+    assert placed == sorted(placed)
+    assert len(set(placed)) == 40
 
 
 def test_place_orders_refuses_what_is_not_a_list_of_orders(orders_service):
