@@ -51,7 +51,10 @@ class ManagementApi:
             raise ManagementError(
                 f"{method} {self.base_url}{path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
         except OSError as exc:
-            raise ManagementError(f"{method} {self.base_url}{path}: {exc}") from None
+            raise ManagementError(
+                f"{method} {self.base_url}{path}: {exc} (is RabbitMQ's management plugin on? "
+                "`rabbitmq-plugins enable rabbitmq_management`; `make broker` does it for a "
+                "local broker)") from None
         return json.loads(data) if data else None
 
     def get(self, path):
