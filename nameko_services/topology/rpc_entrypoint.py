@@ -89,16 +89,16 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
         self.reply_publisher = ReplyPublisher(
             config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY),
             login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        # fixed by the config: built once, not for every reply as nameko does
+        self.reply_exchange = nameko_rpc.get_rpc_exchange(config)
+        self.serializer = config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER)
 
     def stop(self):
         super().stop()
         self.reply_publisher.close()
 
     def handle_result(self, message, result, exc_info):
-        config = self.container.config
-        responder = Responder(
-            self.reply_publisher, nameko_rpc.get_rpc_exchange(config),
-            config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message)
+        responder = Responder(self.reply_publisher, self.reply_exchange, self.serializer, message)
         try:
             result, exc_info = responder.send_response(result, exc_info)
         except CONNECTION_ERRORS as exc:
