@@ -97,18 +97,18 @@ def run_variant(variant, base_uri, n, concurrency, work_dir):
         if variant == "rpc":
             client = RpcClient(amqp_uri, timeout=30)
             wait_until(lambda: _answers(client), 60, "the service to answer")
-            began, cpu_began = time.perf_counter(), cpu_seconds(service.pid)
+            began, cpu_began = time.perf_counter(), cpu_seconds([service.pid])
             with ThreadPoolExecutor(concurrency) as pool:
                 list(pool.map(lambda _: client.call("hop_rpc", "ping"), range(n)))
-            elapsed, cpu = time.perf_counter() - began, cpu_seconds(service.pid) - cpu_began
+            elapsed, cpu = time.perf_counter() - began, cpu_seconds([service.pid]) - cpu_began
             client.close()
         else:
             # the depth first drops once the consumer is attached and fetching
             wait_until(lambda: passive_depth(amqp_uri, HOP_QUEUE) < n, 60, "the consumer")
-            began, cpu_began = time.perf_counter(), cpu_seconds(service.pid)
+            began, cpu_began = time.perf_counter(), cpu_seconds([service.pid])
             wait_until(lambda: passive_depth(amqp_uri, HOP_QUEUE) == 0, 600, "the drain",
                        interval=0.02)
-            elapsed, cpu = time.perf_counter() - began, cpu_seconds(service.pid) - cpu_began
+            elapsed, cpu = time.perf_counter() - began, cpu_seconds([service.pid]) - cpu_began
         return {"kind": "hop", "variant": variant, "messages": n,
                 "concurrency": concurrency if variant == "rpc" else None,
                 "elapsed_s": round(elapsed, 3), "per_s": round(n / elapsed, 1),

@@ -4,7 +4,7 @@ One *run* = one system at one concurrency level C, on a fresh instance of that s
 stack: the three nameko services and the gateway, in a new broker vhost with a new DATA_DIR;
 with --compare-reference also the reference design, in a vhost of its own):
 
-1. C worker threads, each with one persistent HTTP/1.1 connection (stdlib http.client),
+1. C worker threads, each with one persistent HTTP/1.1 connection (bench/keepalive.py),
    POST {"item": ITEM, "quantity": 1} to /order as fast as the answers come back (closed
    loop), N orders in all.
 2. From the first POST on, a poller GETs /notifications every --poll-interval seconds and
@@ -41,7 +41,6 @@ order reaches CONFIRMED in /orders (PENDING ones are waited for, up to --timeout
 that were already there before the run (--url) are left out of the checks.
 """
 import argparse
-import http.client
 import json
 import math
 import os
@@ -61,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from bench.keepalive import HTTP_ERRORS, KeepAlive
 from nameko_services.stack import REPO_ROOT, Stack, tail
 from nameko_services.topology.management import create_vhost, delete_vhost
 
@@ -69,7 +69,6 @@ DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 REFERENCE_PROCESSES = ("order", "inventory", "notification")  # its run.sh's names
-HTTP_ERRORS = (OSError, http.client.HTTPException)
 
 
 def log(message):
@@ -78,41 +77,6 @@ def log(message):
 
 
 # -- HTTP ------------------------------------------------------------------------------------
-
-class KeepAlive:
-    """One persistent HTTP/1.1 connection to a base URL; reconnects on the next request after
-    an error or a server-side close. Never retries a request."""
-
-    def __init__(self, base_url, timeout):
-        u = urlsplit(base_url)
-        self.host, self.port = u.hostname, u.port or 80
-        self.prefix = u.path.rstrip("/")
-        self.timeout = timeout
-        self.conn = None
-        self.connects = 0
-
-    def request(self, method, path, body=None):
-        """(status, body bytes)."""
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self.connects += 1
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        try:
-            self.conn.request(method, self.prefix + path, body=body, headers=headers)
-            response = self.conn.getresponse()
-            data = response.read()
-        except HTTP_ERRORS:
-            self.close()
-            raise
-        if response.will_close:
-            self.close()
-        return response.status, data
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
 
 def get_json(base_url, path, timeout):
     """GET base_url+path on a connection of its own; the parsed JSON of a 200, else an error."""
@@ -154,43 +118,45 @@ def process_tree(pid):
     return pids
 
 
-def _tree_sum(pid, read_one):
+def _tree_sum(members, read_one):
+    """read_one(pid) added up over `members` (a process and its descendants, the process
+    first); a descendant that exited meanwhile counts 0, the process itself raises."""
     total = 0
-    for member in process_tree(pid):
+    for member in members:
         try:
             total += read_one(member)
         except OSError:
-            if member == pid:
+            if member == members[0]:
                 raise  # the process itself is gone
     return total
 
 
-def cpu_seconds(pid):
-    """user + system CPU seconds of every thread of `pid` and its descendants so far."""
+def cpu_seconds(members):
+    """user + system CPU seconds of every thread of `members` so far."""
     def one(member):
         with open(f"/proc/{member}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 is [0]
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    return _tree_sum(pid, one)
+    return _tree_sum(members, one)
 
 
-def rss_bytes(pid):
-    """Resident set size of `pid` and its descendants."""
+def rss_bytes(members):
+    """Resident set size of `members`, added up."""
     def one(member):
         with open(f"/proc/{member}/statm") as f:
             return int(f.read().split()[1]) * PAGE_SIZE
-    return _tree_sum(pid, one)
+    return _tree_sum(members, one)
 
 
-def rss_high_water_mb(pid):
-    """The kernel's RSS high-water marks (VmHWM) of `pid` and its descendants, added up."""
+def rss_high_water_mb(members):
+    """The kernel's RSS high-water marks (VmHWM) of `members`, added up."""
     def one(member):
         with open(f"/proc/{member}/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024  # kB
         return 0
-    return _tree_sum(pid, one)
+    return _tree_sum(members, one)
 
 
 class ProcessMonitor:
@@ -208,7 +174,7 @@ class ProcessMonitor:
     def start(self):
         for name, pid in self.pids.items():
             try:
-                self._cpu_start[name] = cpu_seconds(pid)
+                self._cpu_start[name] = cpu_seconds(process_tree(pid))
             except OSError:
                 self.exited.add(name)
         self._sample()
@@ -223,9 +189,10 @@ class ProcessMonitor:
             if name in self.exited:
                 continue
             try:
-                rss = rss_bytes(pid)
-                self._cpu_last[name] = cpu_seconds(pid)
-                self._hwm[name] = rss_high_water_mb(pid)
+                members = process_tree(pid)  # once a sample: it reads a file per thread
+                rss = rss_bytes(members)
+                self._cpu_last[name] = cpu_seconds(members)
+                self._hwm[name] = rss_high_water_mb(members)
             except OSError:  # it exited: keep what was read last
                 self.exited.add(name)
                 continue
