@@ -38,8 +38,9 @@ from nameko.messaging import Consumer, QueueConsumer
 
 from nameko_services.topology.batch import CONNECTION_ERRORS
 from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
 from nameko_services.topology.exceptions import InvalidMessage, PermanentError
+from nameko_services.topology.gcfreeze import GcFreeze
+from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
 from nameko_services.topology.messages import (
     ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, QUEUE_HEADER,
     REASON_HEADER, check_payload, decode_body,
@@ -263,6 +264,7 @@ class Handle(Consumer):
 
     queue_consumer = TopologyQueueConsumer()
     declarer = TopologyDeclarer()
+    gc_freeze = GcFreeze()
 
     def __init__(self, queue_name, batch_size=None, **kwargs):
         if batch_size is not None and batch_size < 1:

@@ -20,6 +20,7 @@ from nameko.constants import (
 
 from nameko_services.topology.batch import CONNECTION_ERRORS, HeldChannel
 from nameko_services.topology.consumer import ResilientQueueConsumer
+from nameko_services.topology.gcfreeze import GcFreeze
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Rpc(nameko_rpc.Rpc):
     """``@rpc`` for topology services: nameko's, with :class:`RpcConsumer` behind it."""
 
     rpc_consumer = RpcConsumer()
+    gc_freeze = GcFreeze()
 
 
 rpc = Rpc.decorator
