@@ -44,6 +44,8 @@ RESERVE = (
     .returning(stock.c.quantity)
 )
 
+RECORD_PROCESSED = processed.insert()
+
 # which of a batch's order ids the inbox holds already
 ALREADY_PROCESSED = select(processed.c.order_id).where(
     processed.c.order_id.in_(bindparam("order_ids", expanding=True)))
@@ -158,7 +160,7 @@ class InventoryService:
         if not inbox:
             return
         try:
-            connection.execute(processed.insert(), inbox)
+            connection.execute(RECORD_PROCESSED, inbox)
         except IntegrityError as exc:
             raise _ProcessedMeanwhile(str(exc.orig)) from None
 

@@ -26,6 +26,8 @@ orders = Table(
 
 PENDING, CONFIRMED, REJECTED = "PENDING", "CONFIRMED", "REJECTED"
 
+INSERT_ORDERS = orders.insert()  # one statement object: its compiled form is cached by identity
+
 # only a PENDING order changes: a redelivered outcome is a no-op
 SETTLE = (
     update(orders)
@@ -101,7 +103,7 @@ class OrdersService:
         try:
             # usually every order is new: one INSERT for the orders, one for their events
             with self.db.transaction() as connection:
-                connection.execute(orders.insert(), [order for _, order, _ in new])
+                connection.execute(INSERT_ORDERS, [order for _, order, _ in new])
                 self.outbox.add_many(connection, "OrderPlaced", [placed for _, _, placed in new])
             for index, order, _ in new:
                 outcomes[index] = _as_dict(order)

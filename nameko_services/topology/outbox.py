@@ -22,7 +22,7 @@ from eventlet.queue import Empty, LightQueue
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
-    Column, Float, Integer, MetaData, String, Table, Text, delete, or_, select, update,
+    Column, Float, Integer, MetaData, String, Table, Text, bindparam, delete, or_, select, update,
 )
 
 from nameko_services.topology.batch import BatchPublisher
@@ -93,10 +93,11 @@ class Outbox(DependencyProvider):
         self.database.create(self.table.metadata)
         self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
         self.relay_id = uuid.uuid4().hex
-        # built once: the relay runs it after every worker that staged a message
+        # built once: the relay runs them after every worker that staged a message
         self._own_rows = (select(table).where(table.c.claimed_by == self.relay_id)
                           .order_by(table.c.id).limit(BATCH_SIZE))
         self._insert_row = table.insert()
+        self._delete_rows = delete(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
         self._wakeups = LightQueue()
         self._stopping = False
         self._staged = WeakSet()  # worker contexts that staged a message
@@ -178,7 +179,7 @@ class Outbox(DependencyProvider):
         table = self.table
         with self.database.transaction() as connection:
             if confirmed:
-                connection.execute(delete(table).where(table.c.id.in_(confirmed)))
+                connection.execute(self._delete_rows, {"ids": confirmed})
             if released:
                 connection.execute(update(table).where(table.c.id.in_(released))
                                    .values(claimed_by=None, claimed_at=None))
