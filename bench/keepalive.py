@@ -121,7 +121,9 @@ class KeepAlive:
             try:
                 size = int(size_line, 16)
             except ValueError:
-                raise ProtocolError(f"bad chunk size: {size_line[:40]!r}") from None
+                size = -1
+            if size < 0:
+                raise ProtocolError(f"bad chunk size: {size_line[:40]!r}")
             if size == 0:
                 while self._read_until(b"\r\n", MAX_HEAD_BYTES):  # trailers, then a blank line
                     pass
