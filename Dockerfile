@@ -9,7 +9,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY . .
-RUN pip install . \
+RUN pip install ".[postgres,gateway]" \
     && useradd --system --create-home app \
     && mkdir -p /data && chown app /data
 

@@ -11,7 +11,7 @@ install: $(INSTALLED)
 
 $(INSTALLED): setup.cfg setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[postgres,gateway,test]'
 	touch $@
 
 # Starts the local broker only when AMQP_URI is unset or points at localhost (see the script).
@@ -21,7 +21,7 @@ broker:
 # The whole pipeline in the foreground; Ctrl-C stops it. Reads PORT, AMQP_URI, DATA_DIR (logs go
 # to DATA_DIR/logs unless LOG_DIR is set).
 run: install broker
-	$(VENV)/bin/python -m nameko_services.stack
+	$(VENV)/bin/python -m scripts.stack
 
 test: install broker
 	$(VENV)/bin/pytest

@@ -32,11 +32,11 @@ from kombu import Connection
 
 from bench.load import DEFAULT_AMQP_URI, cpu_seconds
 from gateway.rpc import RpcClient
-from nameko_services.stack import REPO_ROOT
-from nameko_services.topology.batch import BatchPublisher
-from nameko_services.topology.declarer import declare_topology
-from nameko_services.topology.management import create_vhost, delete_vhost
-from nameko_services.topology.model import load_topology
+from scripts.stack import REPO_ROOT
+from nameko_topology.batch import BatchPublisher
+from nameko_topology.declarer import declare_topology
+from nameko_topology.testing.broker import create_vhost, delete_vhost
+from nameko_topology.model import load_topology
 
 VARIANTS = {"handle": "NoopHandler", "inbox": "InboxHandler", "rpc": "NoopRpc"}
 HOP_QUEUE = "inventory_reserved_queue"

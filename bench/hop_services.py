@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import Column, Float, MetaData, String, Table
 
-from nameko_services.topology import Database, handle, insert_once, rpc
+from nameko_topology import Database, handle, insert_once, rpc
 
 HOP_QUEUE = "inventory_reserved_queue"
 

@@ -61,8 +61,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from bench.keepalive import HTTP_ERRORS, KeepAlive
-from nameko_services.stack import REPO_ROOT, Stack, tail
-from nameko_services.topology.management import create_vhost, delete_vhost
+from scripts.stack import REPO_ROOT, Stack, tail
+from nameko_topology.testing.broker import create_vhost, delete_vhost
 
 STOCK = 100_000_000  # INITIAL_STOCK of --item: no order may fail for want of stock
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"

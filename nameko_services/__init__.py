@@ -1,5 +1,5 @@
 """The order pipeline's services (orders, inventory, notifications) and the gateway, built on the
-framework in :mod:`nameko_services.topology`."""
+framework in :mod:`nameko_topology`."""
 
 #: The most messages one worker of the services' ``@handle`` handlers takes: a worker, a
 #: transaction and an ack per message cost more CPU than the handlers' own work. The consumers'

@@ -11,7 +11,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from nameko_services import HANDLER_BATCH_SIZE
-from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
+from nameko_topology import Database, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 

@@ -4,7 +4,7 @@ import time
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
 from nameko_services import HANDLER_BATCH_SIZE
-from nameko_services.topology import Database, handle, insert_each_once, rpc
+from nameko_topology import Database, handle, insert_each_once, rpc
 
 metadata = MetaData()
 

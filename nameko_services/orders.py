@@ -8,7 +8,7 @@ from uuid6 import uuid7
 from nameko.exceptions import serialize
 
 from nameko_services import HANDLER_BATCH_SIZE
-from nameko_services.topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
+from nameko_topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 

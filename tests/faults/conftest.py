@@ -12,9 +12,9 @@ import uuid
 import pytest
 import requests
 
-from nameko_services.stack import GATEWAY, Stack, tail
-from tests.support.broker import wait_for
-from tests.support.postgres import TestDatabase, server_available
+from scripts.stack import GATEWAY, Stack, tail
+from nameko_topology.testing.broker import wait_for
+from nameko_topology.testing.postgres import TestDatabase, server_available
 
 # every queue of topology.yaml that the pipeline consumes, and the dead letters
 PIPELINE_QUEUES = ("order_placed_queue", "inventory_reserved_queue", "inventory_failed_queue",

@@ -15,7 +15,7 @@ import pytest
 from kombu.utils.url import url_to_parts
 
 from tests.faults.conftest import OrderStream, Pipeline, assert_recovered, stock_env
-from tests.support.broker import wait_for
+from nameko_topology.testing.broker import wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -91,8 +91,8 @@ class LocalBroker:
 
 
 @pytest.fixture
-def broker(base_amqp_uri):
-    broker = LocalBroker(base_amqp_uri)
+def broker(rabbit_base_uri):
+    broker = LocalBroker(rabbit_base_uri)
     if broker.host not in ("localhost", "127.0.0.1", "::1"):
         pytest.skip(f"restarts only a local broker, not {broker.host}")
     try:

@@ -13,7 +13,7 @@ from tests.faults.conftest import (
     OrderStream, Pipeline, assert_each_order_once, assert_queues_drained, assert_recovered,
     stock_env, stream_orders,
 )
-from tests.support.broker import wait_for
+from nameko_topology.testing.broker import wait_for
 
 pytestmark = pytest.mark.faults
 

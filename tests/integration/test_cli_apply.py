@@ -5,7 +5,7 @@ import pytest
 import yaml
 from kombu import Connection
 
-from nameko_services.topology.cli import main
+from nameko_topology.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
-from nameko_services.topology import (
+from nameko_topology import (
     MessagePublisher, PermanentError, TopologyMismatch, declare_topology, handle, load_topology,
 )
-from nameko_services.topology import rpc as topology_rpc
-from tests.support.broker import wait_for
+from nameko_topology import rpc as topology_rpc
+from nameko_topology.testing.broker import wait_for
 
 pytestmark = pytest.mark.integration
 

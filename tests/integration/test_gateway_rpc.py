@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gateway.rpc import RemoteError, RpcClient, RpcTimeout, ServiceUnavailable, UnknownService
-from nameko_services.topology.management import ManagementError
-from tests.support.broker import TestVhost, wait_for
+from nameko_topology.management import ManagementError
+from nameko_topology.testing.broker import TestVhost, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +44,9 @@ SERVICE = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def module_vhost(base_amqp_uri):
+def module_vhost(rabbit_base_uri):
     """One vhost for the module: the service subprocess is started once for all tests."""
-    vhost = TestVhost(base_amqp_uri).create()
+    vhost = TestVhost(rabbit_base_uri).create()
     yield vhost
     vhost.delete()
 

@@ -9,11 +9,11 @@ from nameko.rpc import rpc
 from nameko.testing.services import entrypoint_hook
 from sqlalchemy import MetaData, func, select
 
-from nameko_services.topology import Database, Outbox
-from nameko_services.topology.batch import BatchPublisher
-from nameko_services.topology.database import DatabaseHandle
-from nameko_services.topology.outbox import outbox_table
-from tests.support.broker import wait_for
+from nameko_topology import Database, Outbox
+from nameko_topology.batch import BatchPublisher
+from nameko_topology.database import DatabaseHandle
+from nameko_topology.outbox import outbox_table
+from nameko_topology.testing.broker import wait_for
 
 pytestmark = pytest.mark.integration
 

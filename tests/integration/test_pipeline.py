@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from nameko_services.stack import Stack
-from tests.support.broker import wait_for
+from scripts.stack import Stack
+from nameko_topology.testing.broker import wait_for
 
 pytestmark = pytest.mark.integration
 

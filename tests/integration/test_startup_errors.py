@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nameko_services.stack import Stack
+from scripts.stack import Stack
 
 pytestmark = pytest.mark.integration
 

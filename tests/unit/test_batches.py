@@ -6,8 +6,8 @@ from unittest.mock import Mock
 import pytest
 from nameko.exceptions import ContainerBeingKilled
 
-from nameko_services.topology import Handle, PermanentError
-from nameko_services.topology.consumer import CoalescedDeliveries
+from nameko_topology import Handle, PermanentError
+from nameko_topology.consumer import CoalescedDeliveries
 
 
 class Spawner:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from nameko_services.topology.cli import main
+from nameko_topology.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_TOPOLOGY = REPO_ROOT / "topology.yaml"

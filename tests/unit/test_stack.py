@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nameko_services.stack import REPO_ROOT, Stack, StackError, _redacted
+from scripts.stack import REPO_ROOT, Stack, StackError, _redacted
 
 FAKE_SERVICE = textwrap.dedent("""
     import os

@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 import yaml
 
-from nameko_services.topology import model
-from nameko_services.topology.model import load_topology
+from nameko_topology import model
+from nameko_topology.model import load_topology
 
 REPO_TOPOLOGY = Path(__file__).resolve().parents[2] / "topology.yaml"
 
@@ -106,7 +106,7 @@ def test_message_json_schema_rejects_bad_bodies(topology, body):
 def test_schema_keys_are_the_spec_fields(definition, spec):
     # the model passes every key of an entry to its spec as a keyword argument
     schema = json.loads(
-        resources.files("nameko_services.topology").joinpath("schema.json").read_text()
+        resources.files("nameko_topology").joinpath("schema.json").read_text()
     )
     keys = schema["$defs"][definition]["properties"]
     assert list(keys) == [f.name for f in dataclasses.fields(spec)]

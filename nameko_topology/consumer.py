@@ -36,12 +36,12 @@ from nameko.constants import AMQP_URI_CONFIG_KEY, HEADER_PREFIX
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 
-from nameko_services.topology.batch import CONNECTION_ERRORS
-from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.exceptions import InvalidMessage, PermanentError
-from nameko_services.topology.gcfreeze import GcFreeze
-from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
-from nameko_services.topology.messages import (
+from nameko_topology.batch import CONNECTION_ERRORS
+from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology.exceptions import InvalidMessage, PermanentError
+from nameko_topology.gcfreeze import GcFreeze
+from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.messages import (
     ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, QUEUE_HEADER,
     REASON_HEADER, check_payload, decode_body,
 )
@@ -462,4 +462,7 @@ def attempt_of(message):
     return attempt if isinstance(attempt, int) and attempt >= 1 else 1
 
 
-handle = Handle.decorator
+def handle(queue_name, batch_size=None, **kwargs):
+    """Decorate a service method as the :class:`Handle` entrypoint of topology queue
+    ``queue_name`` (see :class:`Handle` for ``batch_size`` and what the handler receives)."""
+    return Handle.decorator(queue_name, batch_size=batch_size, **kwargs)

@@ -9,7 +9,7 @@ import uuid
 import fastjsonschema
 from jsonschema import Draft202012Validator, validators
 
-from nameko_services.topology.exceptions import InvalidMessage
+from nameko_topology.exceptions import InvalidMessage
 
 #: headers the framework adds when it re-publishes a message (retry or dead-letter copy)
 REASON_HEADER = "x-rejected-reason"

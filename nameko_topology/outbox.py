@@ -25,10 +25,10 @@ from sqlalchemy import (
     Column, Float, Integer, MetaData, String, Table, Text, bindparam, delete, or_, select, update,
 )
 
-from nameko_services.topology.batch import BatchPublisher
-from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.messages import check_payload, outgoing
-from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.batch import BatchPublisher
+from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology.messages import check_payload, outgoing
+from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Outbox(DependencyProvider):
 
     :Parameters:
         database: attribute name of the service's
-            :class:`~nameko_services.topology.database.Database` dependency.
+            :class:`~nameko_topology.database.Database` dependency.
 
     Example::
 

@@ -6,7 +6,34 @@ import uuid
 
 from kombu import Connection, Exchange, Producer
 
-from nameko_services.topology.management import ManagementApi, create_vhost, delete_vhost
+from urllib.parse import quote
+
+from nameko_topology.dead_letters import raw_message
+from nameko_topology.management import ManagementApi, ManagementError
+
+
+def create_vhost(amqp_uri, name):
+    """Create virtual host ``name`` on the broker of ``amqp_uri``, give the URI's user every
+    right in it, and return its AMQP URI."""
+    api = ManagementApi(amqp_uri)
+    api.request("PUT", api.path("vhosts", name))
+    api.request("PUT", api.path("permissions", name, api.user),
+                {"configure": ".*", "write": ".*", "read": ".*"})
+    return f"{api.server_uri}/{quote(name, safe='')}"
+
+
+def delete_vhost(amqp_uri, name=None):
+    """Delete virtual host ``name`` (default: the one ``amqp_uri`` names) with everything in
+    it; no error if it is gone."""
+    api = ManagementApi(amqp_uri)
+    name = api.vhost if name is None else name
+    if name in ("", "/"):
+        raise ValueError("refusing to delete the default vhost '/'")
+    try:
+        api.request("DELETE", api.path("vhosts", name))
+    except ManagementError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
 
 
 def wait_for(condition, timeout=30.0, interval=0.05, description="condition"):
@@ -80,13 +107,7 @@ class TestVhost:
                 message = channel.basic_get(queue, no_ack=True)
                 if message is None:
                     return messages
-                body = message.body  # py-amqp decodes bodies that declare an encoding
-                messages.append({
-                    "body": body.encode() if isinstance(body, str) else body,
-                    "headers": dict(message.headers or {}),
-                    "properties": dict(message.properties),
-                    "routing_key": message.delivery_info["routing_key"],
-                })
+                messages.append(raw_message(message))
 
     # -- acting on the broker -----------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from nameko.messaging import HeaderEncoder
 
-from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.messages import outgoing
+from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology.messages import outgoing
 
 CORRELATION_ID_CONTEXT_KEY = "correlation_id"
 
@@ -20,7 +20,7 @@ class MessagePublisher(DependencyProvider, HeaderEncoder):
     defaults to the one of the message or call being handled.
 
     Publishing straight from a handler is not atomic with the handler's database work; use
-    :class:`~nameko_services.topology.outbox.Outbox` where that matters.
+    :class:`~nameko_topology.outbox.Outbox` where that matters.
 
     Example::
 

@@ -8,9 +8,9 @@ from kombu import Connection
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import SharedExtension
 
-from nameko_services.topology.exceptions import TopologyMismatch
-from nameko_services.topology.management import ManagementApi, ManagementError
-from nameko_services.topology.model import load_topology
+from nameko_topology.exceptions import TopologyMismatch
+from nameko_topology.management import ManagementApi, ManagementError
+from nameko_topology.model import load_topology
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class TopologyDeclarer(SharedExtension):
 
     @cached_property
     def topology(self):
-        """The validated :class:`~nameko_services.topology.model.Topology`.
+        """The validated :class:`~nameko_topology.model.Topology`.
 
         Loaded on first use: other extensions' ``setup()`` may need it before ours has run.
         """

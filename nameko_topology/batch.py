@@ -14,7 +14,7 @@ from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from nameko_services.topology.messages import JSON_CONTENT_TYPE
+from nameko_topology.messages import JSON_CONTENT_TYPE
 
 PERSISTENT = 2
 

@@ -30,7 +30,8 @@ class ManagementApi:
         self.vhost = vhost or "/"
         self.timeout = timeout
         self.user = user or "guest"
-        self._server_uri = (f"{scheme}://{quote(self.user, safe='')}:"
+        #: the broker's AMQP URI without a virtual host
+        self.server_uri = (f"{scheme}://{quote(self.user, safe='')}:"
                             f"{quote(password or 'guest', safe='')}@{host}:{amqp_port or 5672}")
         credentials = f"{user or 'guest'}:{password or 'guest'}".encode()
         self._authorization = "Basic " + base64.b64encode(credentials).decode()
@@ -63,31 +64,3 @@ class ManagementApi:
     def entity(self, kind, name):
         """The exchange or queue ``name`` of this vhost as the broker describes it."""
         return self.get(self.path(f"{kind}s", self.vhost, name))
-
-    def create_vhost(self, name):
-        """Create virtual host ``name``, give the URI's user every right in it; its AMQP URI."""
-        self.request("PUT", self.path("vhosts", name))
-        self.request("PUT", self.path("permissions", name, self.user),
-                     {"configure": ".*", "write": ".*", "read": ".*"})
-        return f"{self._server_uri}/{quote(name, safe='')}"
-
-    def delete_vhost(self, name):
-        """Delete virtual host ``name`` with everything in it; no error if it is gone."""
-        if name in ("", "/"):
-            raise ValueError("refusing to delete the default vhost '/'")
-        try:
-            self.request("DELETE", self.path("vhosts", name))
-        except ManagementError as exc:
-            if "HTTP 404" not in str(exc):
-                raise
-
-
-def create_vhost(amqp_uri, name):
-    """Create virtual host ``name`` on the broker of ``amqp_uri``; return its AMQP URI."""
-    return ManagementApi(amqp_uri).create_vhost(name)
-
-
-def delete_vhost(amqp_uri, name=None):
-    """Delete virtual host ``name`` (default: the one ``amqp_uri`` names)."""
-    api = ManagementApi(amqp_uri)
-    api.delete_vhost(api.vhost if name is None else name)

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from pathlib import Path
 
-import psycogreen.eventlet
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event, make_url, text
@@ -87,6 +86,8 @@ class DatabaseHandle:
             if url.get_backend_name() == "postgresql":
                 # psycopg2 blocks in C: without this, a worker waiting on a row lock held by
                 # another worker of the same process would stall the process, lock holder too
+                # (imported here: PostgreSQL support is the optional extra `postgres`)
+                import psycogreen.eventlet
                 psycogreen.eventlet.patch_psycopg()
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
             self._lock = None

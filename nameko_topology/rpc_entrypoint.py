@@ -18,9 +18,9 @@ from nameko.constants import (
     NON_PERSISTENT, SERIALIZER_CONFIG_KEY,
 )
 
-from nameko_services.topology.batch import CONNECTION_ERRORS, HeldChannel
-from nameko_services.topology.consumer import ResilientQueueConsumer
-from nameko_services.topology.gcfreeze import GcFreeze
+from nameko_topology.batch import CONNECTION_ERRORS, HeldChannel
+from nameko_topology.consumer import ResilientQueueConsumer
+from nameko_topology.gcfreeze import GcFreeze
 
 log = logging.getLogger(__name__)
 
@@ -118,4 +118,7 @@ class Rpc(nameko_rpc.Rpc):
     gc_freeze = GcFreeze()
 
 
-rpc = Rpc.decorator
+def rpc(*args, **kwargs):
+    """Decorate a service method as an :class:`Rpc` entrypoint: ``@rpc``, or
+    ``@rpc(expected_exceptions=...)`` as with nameko's own."""
+    return Rpc.decorator(*args, **kwargs)

@@ -1,6 +1,6 @@
 """Run the order pipeline's processes locally: the three Nameko services and the gateway.
 
-Used by `make run` (`python -m nameko_services.stack`), the integration tests and the benchmark::
+Used by `make run` (`python -m scripts.stack`), the integration tests and the benchmark::
 
     with Stack(amqp_uri, data_dir) as stack:
         stack.start()
@@ -278,7 +278,7 @@ def _stop_live_stacks():
 
 # -- broker vhosts (management HTTP API) ------------------------------------------------------
 
-# -- `python -m nameko_services.stack` --------------------------------------------------------
+# -- `python -m scripts.stack` --------------------------------------------------------
 
 def _redacted(uri):
     """``uri`` with its password masked, for printing."""

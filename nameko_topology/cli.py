@@ -8,8 +8,8 @@ import kombu
 from amqp.exceptions import AccessRefused
 from kombu.exceptions import OperationalError
 
-from nameko_services.topology.exceptions import TopologyError, TopologyMismatch
-from nameko_services.topology.model import load_topology
+from nameko_topology.exceptions import TopologyError, TopologyMismatch
+from nameko_topology.model import load_topology
 
 DEFAULT_FILE = "topology.yaml"
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
@@ -49,6 +49,14 @@ def _parser():
         help="the broker (default: $AMQP_URI, else %(default)s)",
     )
     apply.set_defaults(run=_apply)
+
+    shell = commands.add_parser(
+        "shell", help="nameko's shell, with n.topology, n.publish, n.queues, n.dead_letters")
+    shell.add_argument("--config", default="config.yaml",
+                       help="the nameko config file (default: %(default)s)")
+    shell.add_argument("--interface", choices=("bpython", "ipython", "plain"),
+                       help="the interpreter (default: the first one installed)")
+    shell.set_defaults(run=_shell)
 
     for command in (validate, show, apply):
         command.add_argument(
@@ -93,7 +101,7 @@ def _show(args):
 def _apply(args):
     """``apply``: declare the topology on the broker at ``--amqp-uri``."""
     # imported here so that validate and show work without the declarer's dependencies
-    from nameko_services.topology.declarer import declare_topology
+    from nameko_topology.declarer import declare_topology
 
     topology = load_topology(args.file)
     uri = _mask_password(args.amqp_uri)
@@ -107,6 +115,22 @@ def _apply(args):
             print(f"cannot reach the broker at {uri}: {exc}", file=sys.stderr)
             return 1
     print(f"declared {_summary(topology, with_messages=False)} on {uri}")
+    return 0
+
+
+def _shell(args):
+    """``shell``: nameko's interactive shell with the topology's helpers."""
+    from nameko_topology.shell import run  # imports nameko and eventlet
+
+    try:
+        run(args.config, args.interface)
+    except OSError as exc:  # the config file
+        print(f"cannot read {args.config}: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, AccessRefused, *kombu.Connection().connection_errors,
+            *kombu.Connection().channel_errors) as exc:
+        print(f"cannot reach the broker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,36 @@
+"""nameko_topology as a package of its own: what importing it loads, its public API, its plugin."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nameko_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_importing_the_framework_loads_neither_the_pipeline_nor_the_gateway_nor_flask():
+    probe = ("import sys, nameko_topology, nameko_topology.testing, nameko_topology.cli; "
+             "print(sorted({name.split('.')[0] for name in sys.modules}))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=ROOT).stdout
+    for package in ("nameko_services", "gateway", "flask", "granian", "psycopg2", "uuid6"):
+        assert f"'{package}'" not in loaded
+
+
+def test_every_public_name_is_exported_explicitly_and_documented():
+    assert "__getattr__" not in vars(nameko_topology)
+    for name in nameko_topology.__all__:
+        value = getattr(nameko_topology, name)
+        assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_the_readme_framework_table_names_every_public_name():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## The framework"):readme.index("What happens to a delivery")]
+    named = set(re.findall(r"`@?([A-Za-z_]+)[(`]", table))
+    assert set(nameko_topology.__all__) <= named, set(nameko_topology.__all__) - named
+
+
+def test_the_pytest_plugin_is_registered(pytestconfig):
+    assert pytestconfig.pluginmanager.has_plugin("nameko_topology")
