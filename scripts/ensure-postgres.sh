@@ -49,11 +49,12 @@ if ! pg_up; then
     version="${version#"$LIB_DIR/"}"
     set_up_local "${version%%/*}"
     say "waiting up to ${WAIT}s for PostgreSQL on $WHERE"
-    wait_for pg_up || die "PostgreSQL did not answer on $WHERE within ${WAIT}s; see /var/log/postgresql/"
+    wait_for pg_up \
+        || die "PostgreSQL did not answer on $WHERE within ${WAIT}s; see /var/log/postgresql/"
 fi
 say "PostgreSQL answers on $WHERE"
 
-login_ok || die "PostgreSQL on $WHERE refuses the tests' login (postgres without a password, by default):
+login_ok || die "PostgreSQL on $WHERE refuses the tests' login (by default postgres, no password):
     allow it with the first line \`$TRUST_LINE\` in its pg_hba.conf and reload the server,
     or name a server and user the tests may use in POSTGRES_URL"
 say "the tests can log in"

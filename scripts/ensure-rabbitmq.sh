@@ -30,7 +30,8 @@ case "$HOST" in
 esac
 
 install_rabbitmq() {
-    say "RabbitMQ is not installed (AMQP_URI can name another broker instead, or run \`docker compose up rabbitmq\`)"
+    say "RabbitMQ is not installed (instead, AMQP_URI can name a broker, or run" \
+        "\`docker compose up rabbitmq\`)"
     apt_install rabbitmq-server
 }
 

@@ -15,7 +15,8 @@ command -v "$PYTHON" >/dev/null \
 if ! output="$("$PYTHON" -m venv "$VENV" 2>&1)"; then
     grep -q ensurepip <<<"$output" || die "$PYTHON -m venv $VENV failed: $output"
     # Python's own message names the package, e.g. "apt install python3.11-venv"
-    package="$(sed -nE 's/.*apt(-get)? install (python3[.0-9]*-venv).*/\2/p' <<<"$output" | head -n1)"
+    package="$(sed -nE 's/.*apt(-get)? install (python3[.0-9]*-venv).*/\2/p' <<<"$output")"
+    package="${package%%$'\n'*}"
     apt_install "${package:-python3-venv}"
     "$PYTHON" -m venv "$VENV"
 fi

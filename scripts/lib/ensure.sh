@@ -29,7 +29,7 @@ needs_root() {
         for line in "$@"; do hint+="${hint:+ && }sudo $line"; done
     else
         for line in "$@"; do hint+="${hint:+ && }$line"; done
-        hint="su -c $(printf '%q' "$hint")"
+        hint="su -c '$hint'"  # the lines are quoted with printf %q: no single quotes
     fi
     {
         echo "$ME: ERROR: this step needs root (and there is no passwordless sudo); run:"
