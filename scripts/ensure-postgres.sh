@@ -29,6 +29,7 @@ installed() {
 # set_up_local VERSION: the cluster "main" of that version, with trust auth on 127.0.0.1, running
 set_up_local() {
     local version="$1" hba="$ETC_DIR/$1/main/pg_hba.conf"
+    require_root
     # the package creates "main" (but cannot start it where services may not be started, as in
     # a container); create it if it did not
     [[ -d "$ETC_DIR/$version/main" ]] || as_root pg_createcluster "$version" main

@@ -37,6 +37,7 @@ install_rabbitmq() {
 
 start_rabbitmq() {
     say "starting the local RabbitMQ (rabbitmq-server -detached)"
+    require_root
     # offline: the node reads enabled_plugins when it boots
     as_root rabbitmq-plugins --offline enable rabbitmq_management >/dev/null
     as_root rabbitmq-server -detached

@@ -29,14 +29,21 @@ needs_root() {
         for line in "$@"; do hint+="${hint:+ && }sudo $line"; done
     else
         for line in "$@"; do hint+="${hint:+ && }$line"; done
-        hint="su -c '$hint'"  # the lines are quoted with printf %q: no single quotes
+        local quote="'" escaped="'\\''"
+        hint="su -c '${hint//$quote/$escaped}'"
     fi
     {
-        echo "$ME: ERROR: this step needs root (and there is no passwordless sudo); run:"
+        echo "$ME: this step needs root, and there is no passwordless sudo; run:"
         echo "    $hint"
         echo "$ME: then run make again."
     } >&2
     exit 1
+}
+
+# require_root: before a series of root commands, so that one command does them all: stop, unless
+# we can run commands as root, printing how to run this whole script as root
+require_root() {
+    can_root || needs_root "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 }
 
 # as_root COMMAND...: run it as root, or stop printing it

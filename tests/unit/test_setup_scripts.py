@@ -172,6 +172,15 @@ def test_rabbitmq_missing_without_root_stops_with_the_apt_get_command(rabbit, su
     assert not rabbit.flag("rabbit-running")
 
 
+def test_rabbitmq_stopped_without_root_stops_with_the_command_that_starts_it(rabbit):
+    rabbit.as_user(sudo=SUDO_WANTS_PASSWORD)
+    rabbit.installed(RABBITMQ_SERVER)
+    result = rabbit.run(RABBITMQ)
+    assert result.returncode == 1
+    assert f"\n    sudo {RABBITMQ}\n" in result.stderr
+    assert not called(rabbit, "rabbitmq-")
+
+
 def test_rabbitmq_installed_and_stopped_is_started_not_installed(rabbit):
     rabbit.as_root()
     rabbit.installed(RABBITMQ_SERVER)
@@ -306,13 +315,13 @@ def test_postgres_missing_without_root_stops_with_the_apt_get_command(pg):
     assert not called(pg, "apt-get")
 
 
-def test_postgres_set_up_step_without_root_stops_with_that_exact_command(pg):
+def test_postgres_set_up_without_root_stops_with_the_command_that_does_it_all(pg):
     pg.as_user()  # no sudo
     pg.installed(PG_SERVER)
     add_server_binary(pg)
     result = pg.run(POSTGRES)
     assert result.returncode == 1
-    assert "\n    su -c 'pg_createcluster 15 main'\n" in result.stderr
+    assert f"\n    su -c '{POSTGRES}'\n" in result.stderr  # which does all the steps
     assert not called(pg, "pg_createcluster")
 
 
@@ -463,6 +472,22 @@ def test_missing_python_stops_naming_it(venv):
     result = venv.run(VENV, "python3.99", venv.venv)
     assert result.returncode == 1
     assert "python3.99 not found: this project needs Python 3.11" in result.stderr
+
+
+# -- the root hint -----------------------------------------------------------------------------
+
+def test_su_hint_keeps_single_quotes_of_the_command(sandbox):
+    sandbox.as_user()
+    script = sandbox.root / "hint.sh"
+    script.write_text(f'source {SCRIPTS}/lib/ensure.sh\nneeds_root "echo it\'s"\n')
+    result = sandbox.run(script)
+    assert result.returncode == 1
+    hint = result.stderr.splitlines()[1].strip()
+    assert hint == "su -c 'echo it'\\''s'"
+    # what su -c hands to its shell is the command again
+    unquoted = subprocess.run([BASH, "-c", f"printf %s {hint[len('su -c '):]}"],
+                              capture_output=True, text=True, check=True).stdout
+    assert unquoted == "echo it's"
 
 
 # -- the Makefile and .ci/run ------------------------------------------------------------------
