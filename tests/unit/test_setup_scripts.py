@@ -300,7 +300,6 @@ def test_postgres_running_cluster_that_does_not_answer_is_reloaded(pg):
     pg.installed(PG_SERVER)
     # start fails (it runs already); the reload makes it read the new pg_hba.conf and answer
     pg.stub("pg_ctlcluster", '[[ $4 == reload ]] && touch "$STATE/pg-running" || exit 2')
-    pg.stub("pg_createcluster", PG_SERVER["pg_createcluster"])
     add_server_binary(pg)
     result = pg.run(POSTGRES)
     assert result.returncode == 0, result.stderr
@@ -346,7 +345,6 @@ def test_postgres_up_refusing_the_login_stops_and_changes_nothing(pg):
     pg.as_root()
     pg.installed(PG_SERVER)
     (pg.state / "pg-running").touch()
-    pg.stub("pg_createcluster", PG_SERVER["pg_createcluster"])
     (pg.etc / "15" / "main").mkdir(parents=True)
     (pg.etc / "15" / "main" / "pg_hba.conf").write_text(DEFAULT_HBA)
     result = pg.run(POSTGRES)
