@@ -35,7 +35,7 @@ docker-compose:
 # The whole pipeline in the foreground; Ctrl-C stops it. Reads PORT, AMQP_URI, DATA_DIR (logs go
 # to DATA_DIR/logs unless LOG_DIR is set). Needs only the broker: SQLite is the default database.
 run: install broker
-	$(VENV)/bin/python -m nameko_services.stack
+	$(VENV)/bin/python -m scripts.stack
 
 test: install broker postgres docker-compose
 	$(VENV)/bin/pytest

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the PostgreSQL server the tests use answers and lets them in. They connect to
 # $POSTGRES_URL, by default as postgres without a password on 127.0.0.1:5432
-# (tests/support/postgres.py). For that default, a missing server is installed (apt-get
+# (nameko_topology/testing/postgres.py). For that default, a missing server is installed (apt-get
 # postgresql), its cluster created and started with trust auth on 127.0.0.1; a server named by
 # POSTGRES_URL is only checked. A server that already answers is never changed. Waits are bounded
 # by POSTGRES_WAIT seconds (default 30). Used by `make postgres`, so by `make test` (not `make run`:
