@@ -8,6 +8,7 @@ from kombu import Connection
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import SharedExtension
 
+from nameko_topology.compat import active_paths
 from nameko_topology.exceptions import TopologyMismatch
 from nameko_topology.management import ManagementApi, ManagementError
 from nameko_topology.model import load_topology
@@ -107,6 +108,7 @@ class TopologyDeclarer(SharedExtension):
         with Connection(self.amqp_uri, connect_timeout=10) as connection:
             self.declare(connection)
         log.info("declared topology %s", self.topology.source)
+        log.info("library internals (nameko_topology.compat): %s", active_paths())
 
     def declare(self, connection):
         """Declare the whole topology through ``connection`` (also used after reconnects)."""

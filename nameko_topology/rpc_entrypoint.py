@@ -19,6 +19,7 @@ from nameko.constants import (
 )
 
 from nameko_topology.batch import CONNECTION_ERRORS, HeldChannel
+from nameko_topology.compat import Responder
 from nameko_topology.consumer import ResilientQueueConsumer
 from nameko_topology.gcfreeze import GcFreeze
 
@@ -65,18 +66,6 @@ class ReplyPublisher:
     def close(self):
         with self._lock:
             self._held.close()
-
-
-class Responder(nameko_rpc.Responder):
-    """nameko's responder (the reply's shape and serialisation checks), sending through the
-    container's :class:`ReplyPublisher`."""
-
-    def __init__(self, publisher, exchange, serializer, message):
-        super().__init__(None, exchange, serializer, message)
-        self.publisher = publisher
-
-    def publisher_cls(self, amqp_uri, ssl=None, login_method=None):
-        return self.publisher
 
 
 class RpcConsumer(nameko_rpc.RpcConsumer):

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nameko_topology.batch import one_write
+from nameko_topology.compat import one_write
 
 
 class Transport:
