@@ -2,17 +2,17 @@
 import argparse
 import os
 import sys
-from urllib.parse import urlsplit
 
 import kombu
 from amqp.exceptions import AccessRefused
 from kombu.exceptions import OperationalError
 
+from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
 from nameko_topology.exceptions import TopologyError, TopologyMismatch
 from nameko_topology.model import load_topology
+from nameko_topology.uris import redact
 
-DEFAULT_FILE = "topology.yaml"
-DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
+DEFAULT_FILE = DEFAULT_TOPOLOGY_FILE
 
 
 def main(argv=None):
@@ -104,7 +104,7 @@ def _apply(args):
     from nameko_topology.declarer import declare_topology
 
     topology = load_topology(args.file)
-    uri = _mask_password(args.amqp_uri)
+    uri = redact(args.amqp_uri)
     with kombu.Connection(args.amqp_uri, connect_timeout=5) as connection:
         # connect first, so that an unreachable broker fails at once whatever retrying the
         # declaration might do; py-amqp raises a refused login as AccessRefused, a channel error
@@ -173,14 +173,6 @@ def _describe_queue(queue):
             target += f" [{queue.dead_letter.routing_key}]"
         text += f" (DLX -> {target})"
     return text
-
-
-def _mask_password(uri):
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    hostport = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{hostport}").geturl()
 
 
 if __name__ == "__main__":

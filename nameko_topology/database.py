@@ -15,9 +15,10 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
-DATABASE_URL_CONFIG_KEY = "DATABASE_URL"
-DATA_DIR_CONFIG_KEY = "DATA_DIR"
-DEFAULT_DATA_DIR = "./data"
+from nameko_topology.constants import (
+    DATA_DIR_CONFIG_KEY, DATABASE_URL_CONFIG_KEY, DEFAULT_DATA_DIR,
+)
+
 
 
 class Database(DependencyProvider):

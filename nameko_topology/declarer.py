@@ -5,42 +5,46 @@ from functools import cached_property
 
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
-from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import SharedExtension
 
 from nameko_topology.compat import active_paths
+from nameko_topology.constants import (
+    AMQP_URI_CONFIG_KEY, DEFAULT_MANAGEMENT_PORT, DEFAULT_TOPOLOGY_FILE,
+    MANAGEMENT_PORT_CONFIG_KEY, TOPOLOGY_FILE_CONFIG_KEY,
+)
 from nameko_topology.exceptions import TopologyMismatch
 from nameko_topology.management import ManagementApi, ManagementError
 from nameko_topology.model import load_topology
 
 log = logging.getLogger(__name__)
 
-TOPOLOGY_FILE_CONFIG_KEY = "TOPOLOGY_FILE"
-DEFAULT_TOPOLOGY_FILE = "topology.yaml"
 
 
-def declare_topology(connection, topology):
+def declare_topology(connection, topology, management_port=None):
     """Declare every exchange, queue and binding of ``topology`` through ``connection``.
 
     Declaring is idempotent. If the broker already holds an entity declared with other
     arguments, nothing is changed or deleted and :class:`TopologyMismatch` is raised, naming
-    the entity, the arguments the topology declares and those the broker holds.
+    the entity, the arguments the topology declares and those the broker holds (read from the
+    management API on ``management_port``; default: ``RABBITMQ_MANAGEMENT_PORT`` from the
+    environment, else 15672).
     """
     channel = connection.channel()
     try:
         for spec in topology.exchanges.values():
             _declare(connection, "exchange", spec.name, spec.to_kombu().bind(channel).declare,
-                     _exchange_settings(spec))
+                     _exchange_settings(spec), management_port)
         for spec in topology.queues.values():
             # Queue.declare also declares the queue's bindings (and their exchanges again)
-            _declare(connection, "queue", spec.name, topology.kombu_queue(spec.name).bind(channel).declare,
-                     _queue_settings(spec))
+            _declare(connection, "queue", spec.name,
+                     topology.kombu_queue(spec.name).bind(channel).declare,
+                     _queue_settings(spec), management_port)
     finally:
         if channel.is_open:
             channel.close()
 
 
-def _declare(connection, kind, name, declare, settings):
+def _declare(connection, kind, name, declare, settings, management_port):
     try:
         declare()
     except PreconditionFailed as exc:
@@ -48,7 +52,7 @@ def _declare(connection, kind, name, declare, settings):
             f"{kind} {name!r} already exists on the broker with different arguments; "
             f"nothing was changed or deleted.\n"
             f"  topology.yaml declares: {json.dumps(settings, sort_keys=True)}\n"
-            f"  the broker holds:       {_broker_settings(connection, kind, name)}\n"
+            f"  the broker holds:       {_broker_settings(connection, kind, name, management_port)}\n"
             f"  broker said: {exc.reply_text}\n"
             f"Delete the {kind} on the broker (its messages go with it) or change topology.yaml "
             f"to match."
@@ -64,14 +68,15 @@ def _queue_settings(spec):
     return {"durable": spec.durable, "auto_delete": False, "arguments": spec.broker_arguments}
 
 
-def _broker_settings(connection, kind, name):
+def _broker_settings(connection, kind, name, port):
     """What the broker holds for the entity, read from the management API if it answers.
 
     AMQP cannot tell a client an entity's arguments, so without the management plugin only
     the broker's 406 text (which names the first differing argument) is available.
     """
     try:
-        entity = ManagementApi(connection.as_uri(include_password=True), timeout=2).entity(kind, name)
+        entity = ManagementApi(connection.as_uri(include_password=True), timeout=2,
+                               port=port).entity(kind, name)
     except ManagementError as exc:
         return f"unknown ({exc})"
     keys = ("type", "durable", "auto_delete", "arguments") if kind == "exchange" else (
@@ -112,4 +117,5 @@ class TopologyDeclarer(SharedExtension):
 
     def declare(self, connection):
         """Declare the whole topology through ``connection`` (also used after reconnects)."""
-        declare_topology(connection, self.topology)
+        declare_topology(connection, self.topology, management_port=self.container.config.get(
+            MANAGEMENT_PORT_CONFIG_KEY, DEFAULT_MANAGEMENT_PORT))

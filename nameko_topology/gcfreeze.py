@@ -19,9 +19,10 @@ import logging
 
 from nameko.extensions import SharedExtension
 
+from nameko_topology.constants import DEFAULT_GC_FREEZE, GC_FREEZE_CONFIG_KEY
+
 log = logging.getLogger(__name__)
 
-GC_FREEZE_CONFIG_KEY = "GC_FREEZE_AT_START"
 
 
 class GcFreeze(SharedExtension):
@@ -32,6 +33,6 @@ class GcFreeze(SharedExtension):
     """
 
     def start(self):
-        if self.container.config.get(GC_FREEZE_CONFIG_KEY):
+        if self.container.config.get(GC_FREEZE_CONFIG_KEY, DEFAULT_GC_FREEZE):
             gc.freeze()
             log.debug("gc.freeze(): %d objects out of the collector's reach", gc.get_freeze_count())

@@ -1,8 +1,9 @@
 """A minimal client for RabbitMQ's management HTTP API, addressed by an AMQP URI.
 
 AMQP cannot tell a client what arguments an existing entity has; the management API can. The
-host and credentials come from the AMQP URI, the port from ``RABBITMQ_MANAGEMENT_PORT``
-(default 15672).
+host and credentials come from the AMQP URI; the port is the config's
+``RABBITMQ_MANAGEMENT_PORT`` (default 15672), or the environment variable of that name for the
+CLI and the test helpers (:func:`port_from_environment`).
 """
 import base64
 import json
@@ -13,7 +14,14 @@ from urllib.parse import quote
 
 from kombu.utils.url import url_to_parts
 
-MANAGEMENT_PORT_ENV = "RABBITMQ_MANAGEMENT_PORT"
+from nameko_topology.constants import DEFAULT_MANAGEMENT_PORT, MANAGEMENT_PORT_CONFIG_KEY
+
+
+
+def port_from_environment():
+    """``RABBITMQ_MANAGEMENT_PORT`` from the environment, else the default: for the CLI and
+    the test helpers, which have no container config."""
+    return int(os.environ.get(MANAGEMENT_PORT_CONFIG_KEY, DEFAULT_MANAGEMENT_PORT))
 
 
 class ManagementError(Exception):
@@ -23,9 +31,9 @@ class ManagementError(Exception):
 class ManagementApi:
     """Calls ``/api/...`` of the broker at ``amqp_uri``; ``vhost`` is the URI's virtual host."""
 
-    def __init__(self, amqp_uri, timeout=5):
+    def __init__(self, amqp_uri, timeout=5, port=None):
         scheme, host, amqp_port, user, password, vhost, _ = url_to_parts(amqp_uri)
-        port = os.environ.get(MANAGEMENT_PORT_ENV, "15672")
+        port = port_from_environment() if port is None else port
         self.base_url = f"http://{host or 'localhost'}:{port}/api"
         self.vhost = vhost or "/"
         self.timeout = timeout

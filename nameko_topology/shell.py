@@ -9,16 +9,17 @@ import sys
 
 import yaml
 from kombu import Connection
-from kombu.utils.url import maybe_sanitize_url
 from nameko.amqp.publish import Publisher
 from nameko.cli.main import setup_yaml_parser
 from nameko.cli.shell import ShellRunner, make_nameko_helper
-from nameko.constants import AMQP_URI_CONFIG_KEY
 
+from nameko_topology.constants import (
+    AMQP_URI_CONFIG_KEY, DEFAULT_TOPOLOGY_FILE, TOPOLOGY_FILE_CONFIG_KEY,
+)
 from nameko_topology.dead_letters import dead_letter_queue, peek
-from nameko_topology.declarer import DEFAULT_TOPOLOGY_FILE, TOPOLOGY_FILE_CONFIG_KEY
 from nameko_topology.messages import outgoing
 from nameko_topology.model import load_topology
+from nameko_topology.uris import redact
 
 
 def load_config(path):
@@ -67,6 +68,6 @@ def run(config_path, interface=None):
     """Start the shell on the config file at ``config_path``."""
     config = load_config(config_path)
     banner = (f"nameko-topology shell, Python {sys.version.split()[0]}\n"
-              f"Broker: {maybe_sanitize_url(config[AMQP_URI_CONFIG_KEY])} (from {config_path})\n"
+              f"Broker: {redact(config[AMQP_URI_CONFIG_KEY])} (from {config_path})\n"
               f"n.rpc, n.publish, n.queues(), n.dead_letters(), n.topology")
     ShellRunner(banner, {"n": make_helper(config)}).start_shell(name=interface)

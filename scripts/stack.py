@@ -18,15 +18,16 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import weakref
 from pathlib import Path
 
+from nameko_topology.constants import DEFAULT_AMQP_URI
+from nameko_topology.uris import redact
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("orders", "inventory", "notifications")
-DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 GATEWAY = "gateway"
 
 # Everything here talks to this machine's (or the broker's) ports directly, never via a proxy
@@ -280,15 +281,6 @@ def _stop_live_stacks():
 
 # -- `python -m scripts.stack` --------------------------------------------------------
 
-def _redacted(uri):
-    """``uri`` with its password masked, for printing."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":**@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 class _Terminated(Exception):
     pass
 
@@ -306,7 +298,7 @@ def main():
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     stack = Stack(amqp_uri, data_dir, gateway_port=port, log_dir=log_dir)
-    print(f"starting {', '.join(stack.services)} and the gateway (broker {_redacted(amqp_uri)})\n"
+    print(f"starting {', '.join(stack.services)} and the gateway (broker {redact(amqp_uri)})\n"
           f"logs: {stack.log_dir}/<name>.log   data: {stack.data_dir}", flush=True)
     try:
         stack.start(timeout)
