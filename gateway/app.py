@@ -3,7 +3,7 @@
 Every response with a body is JSON (an ``OPTIONS`` reply is a bodiless 204 with ``Allow``). Bad
 input is rejected here (400/413/415) before any service is called; a service that cannot be
 reached in time gives 503, never a hang or a 500 traceback. The contract is
-``gateway/openapi.json``, served at ``GET /openapi.json``.
+``gateway/openapi.py``, served at ``GET /openapi.json``.
 
 Routes::
 
@@ -23,13 +23,13 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gateway import openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 
@@ -46,7 +46,6 @@ ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}" % (MAX_TEXT - 1))
 # What no database column can hold: NUL (PostgreSQL text refuses it) and lone surrogates (no
 # UTF-8 encoding), both of which a JSON string can carry as escapes.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 
 def default_config():
@@ -199,8 +198,8 @@ def list_notifications():
 
 
 @api.get("/openapi.json")
-def openapi():
-    return current_app.response_class(OPENAPI_PATH.read_bytes(), mimetype="application/json")
+def openapi_document():
+    return jsonify(openapi.DOCUMENT)
 
 
 @api.get("/health")
@@ -304,7 +303,10 @@ def validate_order(body, idempotency_key=None):
     item = item.strip()  # " apple" and "apple" are the same stock item
 
     quantity = body["quantity"]
-    # bool is an int subclass: true must not order 1 item.
+    # JSON Schema's integer, as the OpenAPI document says: 2.0 is 2 (JSON has one number
+    # type), 1.5 is not an integer; and bool is an int subclass: true must not order 1 item.
+    if isinstance(quantity, float) and quantity.is_integer():
+        quantity = int(quantity)
     if not isinstance(quantity, int) or isinstance(quantity, bool):
         raise bad_request("quantity must be an integer", "quantity")
     if not 1 <= quantity <= MAX_QUANTITY:

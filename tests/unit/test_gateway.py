@@ -2,11 +2,15 @@
 import io
 import json
 import logging
+import re
 
 import pytest
 from nameko.exceptions import RemoteError
 
-from gateway.app import create_app
+from openapi_spec_validator import validate
+
+from gateway import openapi
+from gateway.app import MAX_TEXT, ORDER_ID, create_app
 from gateway.rpc import RpcClient, RpcTimeout, ServiceUnavailable, UnknownService
 
 ORDER = {"order_id": "o-1", "item": "widget", "quantity": 2, "status": "PENDING",
@@ -113,7 +117,8 @@ def test_missing_quantity(client, rpc):
     assert_bad_request(post_order(client, {"item": "widget"}), "quantity", rpc)
 
 
-@pytest.mark.parametrize("quantity", [True, False, 1.5, 2.0, "3", 0, -1, 1_000_001, None, [1]])
+@pytest.mark.parametrize("quantity", [
+    True, False, 1.5, "3", 0, -1, 0.0, 1_000_001, 1e300, float("inf"), None, [1]])
 def test_bad_quantity(client, rpc, quantity):
     assert_bad_request(post_order(client, {"item": "widget", "quantity": quantity}),
                        "quantity", rpc)
@@ -154,6 +159,12 @@ def test_location_header_is_percent_encoded_whatever_id_the_service_returns(clie
     assert response.status_code == 202
     assert response.headers["Location"] == "/orders/a%20b%2F%0D%0ASet-Cookie%3A%20x"
     assert "Set-Cookie" not in response.headers
+
+
+def test_an_integral_number_is_an_integer_quantity(client, rpc):
+    # JSON Schema's integer, as the OpenAPI document declares it (schemathesis sends 36.0)
+    assert post_order(client, data='{"item": "widget", "quantity": 36.0}').status_code == 202
+    assert rpc.calls[0][2]["quantity"] == 36 and type(rpc.calls[0][2]["quantity"]) is int
 
 
 def test_unknown_keys_are_named(client, rpc):
@@ -460,6 +471,29 @@ def test_options_is_a_bodiless_204_with_allow(client, rpc, path, allow):
 def test_options_of_an_unknown_route_is_a_json_404(client):
     response = client.options("/nope")
     assert response.status_code == 404 and response.is_json
+
+
+# -- the OpenAPI document --------------------------------------------------------------------
+
+def test_the_openapi_document_is_valid_openapi_3_1(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.is_json
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)  # raises on an invalid document
+
+
+def test_the_openapi_document_has_every_route_and_method(app):
+    paths = openapi.DOCUMENT["paths"]
+    routes = {(re.sub(r"<(\w+)>", r"{\1}", rule.rule), method.lower())
+              for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routes == {(path, method) for path, item in paths.items() for method in item}
+
+
+def test_the_order_id_pattern_of_the_document_is_the_gateways(client, rpc):
+    assert openapi.ORDER_ID_PATTERN == "^{}$".format(ORDER_ID.pattern.replace(
+        "{0,%d}" % (MAX_TEXT - 1), "*"))
 
 
 # -- the real client --------------------------------------------------------------------------
