@@ -45,7 +45,7 @@ ORDER_FIELDS = {"item", "quantity", "order_id"}
 ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}" % (MAX_TEXT - 1))
 # What no database column can hold: NUL (PostgreSQL text refuses it) and lone surrogates (no
 # UTF-8 encoding), both of which a JSON string can carry as escapes.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def default_config():
