@@ -221,6 +221,15 @@ def test_bad_idempotency_key(client, rpc, key):
     assert_bad_request(response, "Idempotency-Key", rpc)
 
 
+def test_any_printable_ascii_idempotency_key_is_accepted_and_never_echoed(client, rpc):
+    key = "".join(chr(code) for code in range(0x21, 0x7f)) + ' "\\<>'
+    response = post_order(client, {"item": "widget", "quantity": 1},
+                          headers={"Idempotency-Key": key})
+    assert response.status_code == 202
+    assert rpc.calls[0][2]["idempotency_key"] == key
+    assert key not in str(response.headers)
+
+
 # -- POST /order outcomes ---------------------------------------------------------------------
 
 def test_place_order(client, rpc):
