@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_services.topology import Database, Outbox, handle, insert_once, rpc
+from nameko_topology import Database, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 

@@ -5,7 +5,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueCo
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_services.topology import Database, handle, insert_each_once, rpc
+from nameko_topology import Database, handle, insert_each_once, rpc
 
 metadata = MetaData()
 

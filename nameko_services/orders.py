@@ -10,7 +10,7 @@ from nameko.exceptions import serialize
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_services.topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
+from nameko_topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from gateway.rpc import RpcClient
-from nameko_services.stack import Stack
-from tests.support.broker import TestVhost, wait_for
-from tests.support.postgres import TestDatabase, server_available
+from scripts.stack import Stack
+from nameko_topology.testing.broker import TestVhost, wait_for
+from nameko_topology.testing.postgres import TestDatabase, server_available
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,8 @@ MAX_BODY_BYTES = 16384  # the gateway's default
 
 
 @pytest.fixture(scope="module")
-def stack(base_amqp_uri, tmp_path_factory):
-    vhost = TestVhost(base_amqp_uri).create()
+def stack(rabbit_base_uri, tmp_path_factory):
+    vhost = TestVhost(rabbit_base_uri).create()
     stack = Stack(vhost.amqp_uri, tmp_path_factory.mktemp("hostile") / "data",
                   env={"INITIAL_STOCK": json.dumps(STOCK)})
     try:

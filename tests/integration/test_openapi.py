@@ -11,8 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from gateway import openapi
-from nameko_services.stack import Stack
-from tests.support.broker import TestVhost
+from scripts.stack import Stack
+from nameko_topology.testing.broker import TestVhost
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,8 @@ MAX_EXAMPLES = 100
 
 
 @pytest.fixture(scope="module")
-def live_stack(base_amqp_uri, tmp_path_factory):
-    vhost = TestVhost(base_amqp_uri).create()
+def live_stack(rabbit_base_uri, tmp_path_factory):
+    vhost = TestVhost(rabbit_base_uri).create()
     stack = Stack(vhost.amqp_uri, tmp_path_factory.mktemp("openapi") / "data",
                   env={"INITIAL_STOCK": json.dumps({"widget-A": 1_000_000})})
     try:

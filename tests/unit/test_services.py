@@ -7,8 +7,8 @@ from nameko_services import inventory, notifications, orders
 from nameko_services.inventory import InitialStockError, InventoryService, parse_initial_stock
 from nameko_services.notifications import NotificationsService
 from nameko_services.orders import OrderConflict, OrdersService
-from nameko_services.topology.database import DatabaseHandle
-from nameko_services.topology.exceptions import InvalidMessage
+from nameko_topology.database import DatabaseHandle
+from nameko_topology.exceptions import InvalidMessage
 
 
 class FakeOutbox:
