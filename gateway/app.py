@@ -1,7 +1,9 @@
 """The HTTP gateway: a Flask app that validates requests and calls the nameko services over RPC.
 
-Every response is JSON. Bad input is rejected here (400/413) before any service is called;
-a service that cannot be reached in time gives 503, never a hang or a 500 traceback.
+Every response with a body is JSON (an ``OPTIONS`` reply is a bodiless 204 with ``Allow``). Bad
+input is rejected here (400/413/415) before any service is called; a service that cannot be
+reached in time gives 503, never a hang or a 500 traceback. The contract is
+``gateway/openapi.py``, served at ``GET /openapi.json``.
 
 Routes::
 
@@ -13,17 +15,21 @@ Routes::
     GET  /processed          inventory.list_processed()
     GET  /notifications      notifications.list_notifications(after, limit); ?after=<id>&limit=<n>
     GET  /health             broker and every service's health(), 200 or 503
+    GET  /openapi.json       the OpenAPI 3.1 document of these routes
 """
 import json
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gateway import openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 
@@ -34,6 +40,12 @@ MAX_QUANTITY = 1_000_000
 MAX_TEXT = 100  # item and order_id; the topology's message schema says the same
 MAX_IDEMPOTENCY_KEY = 200
 ORDER_FIELDS = {"item", "quantity", "order_id"}
+# Safe in a URL path, a header and a log line as it is: no "/", no spaces, no control characters.
+# The topology's order_id fields carry the same pattern.
+ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}" % (MAX_TEXT - 1))
+# What no database column can hold: NUL (PostgreSQL text refuses it) and lone surrogates (no
+# UTF-8 encoding), both of which a JSON string can carry as escapes.
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def default_config():
@@ -79,11 +91,13 @@ def create_app(config=None, rpc=None):
     server whose process exits (``python -m gateway``) need not stop them; code that drops an
     app and goes on (tests, an embedding program) calls ``close()`` on both.
     """
-    app = Flask(__name__)
+    app = GatewayFlask(__name__)
     app.config.update(default_config())
     app.config.update(config or {})
-    # Werkzeug then refuses larger bodies, also chunked ones, with a 413 before reading them.
-    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    # Werkzeug then refuses a larger Content-Length with a 413 before reading, and stops a
+    # chunked body one byte past the limit, which _json_body refuses: it must not stop AT the
+    # limit, where a cut-off body and a complete one look the same.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"] + 1
     app.json.sort_keys = False  # keep the services' field order
     if rpc is None:
         rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"])
@@ -95,6 +109,16 @@ def create_app(config=None, rpc=None):
     app.register_blueprint(api)
     _register_error_handlers(app)
     return app
+
+
+class GatewayFlask(Flask):
+    """Flask, with a bodiless ``OPTIONS`` reply: Flask's default is an empty text/html 200."""
+
+    def make_default_options_response(self):
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
 
 
 api = Blueprint("api", __name__)
@@ -119,6 +143,7 @@ def _unavailable_as_503(service, method):
 
 @api.post("/order")
 def place_order():
+    _require_json_content_type()
     kwargs = validate_order(_json_body(), request.headers.get("Idempotency-Key"))
     # The id is chosen before the call so that the call is safe to repeat: the broker
     # redelivers a request whose reply was lost, and that delivery must find this order.
@@ -135,8 +160,9 @@ def place_order():
             raise bad_request(exc.value, None)
         raise
     headers = {}
-    if isinstance(order, dict) and order.get("order_id"):
-        headers["Location"] = "/orders/{}".format(order["order_id"])
+    if isinstance(order, dict) and isinstance(order.get("order_id"), str):
+        # quoted: whatever id the service returns, the header stays one well-formed line
+        headers["Location"] = "/orders/" + quote(order["order_id"], safe="")
     return jsonify(order), 202, headers
 
 
@@ -147,7 +173,8 @@ def list_orders():
 
 @api.get("/orders/<order_id>")
 def get_order(order_id):
-    order = call("orders", "get_order", order_id=order_id) if len(order_id) <= MAX_TEXT else None
+    # no order can have an id outside the alphabet: not worth a call
+    order = call("orders", "get_order", order_id=order_id) if ORDER_ID.fullmatch(order_id) else None
     if order is None:
         raise ApiError(404, {"error": "order {} not found".format(order_id)})
     return jsonify(order)
@@ -168,6 +195,11 @@ def list_notifications():
     after = _query_int("after", default=0, minimum=0)
     limit = _query_int("limit", default=None, minimum=1)
     return jsonify(call("notifications", "list_notifications", after=after, limit=limit))
+
+
+@api.get("/openapi.json")
+def openapi_document():
+    return jsonify(openapi.DOCUMENT)
 
 
 @api.get("/health")
@@ -207,14 +239,37 @@ def _service_health(rpc, service, timeout):
 
 # input validation ----------------------------------------------------------------------------
 
+def _require_json_content_type():
+    """415 unless the body is declared JSON: a browser sends text/plain and form bodies
+    cross-site without asking first (no CORS preflight), but never application/json."""
+    mimetype = request.mimetype  # lower case, without parameters such as charset
+    if mimetype != "application/json" and not (
+            mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise ApiError(415, {"error": "Content-Type must be application/json",
+                             "field": "Content-Type"})
+
+
 def _json_body():
-    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: RequestEntityTooLarge (413)
-    if len(raw) > current_app.config["MAX_BODY_BYTES"]:
+    limit = current_app.config["MAX_BODY_BYTES"]
+    raw = _read_at_most(request.stream, limit + 1)
+    if len(raw) > limit:  # Content-Length or chunked: too large, never cut off
         raise RequestEntityTooLarge()
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # also bad UTF-8; deep nesting recurses
         raise bad_request("body is not valid JSON: {}".format(exc), "body")
+
+
+def _read_at_most(stream, size):
+    """Up to ``size`` bytes of ``stream``, fewer only at its end (a read may return less)."""
+    chunks = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def _query_int(name, default, minimum):
@@ -241,23 +296,27 @@ def validate_order(body, idempotency_key=None):
     item = body["item"]
     if not isinstance(item, str) or not item.strip():
         raise bad_request("item must be a non-empty string", "item")
-    item = item.strip()  # " apple" and "apple" are the same stock item
     if len(item) > MAX_TEXT:
         raise bad_request("item must be at most {} characters".format(MAX_TEXT), "item")
+    if UNSTORABLE.search(item):
+        raise bad_request("item must not contain NUL or unpaired surrogate characters", "item")
+    item = item.strip()  # " apple" and "apple" are the same stock item
 
     quantity = body["quantity"]
-    # bool is an int subclass: true must not order 1 item.
+    # JSON Schema's integer, as the OpenAPI document says: 2.0 is 2 (JSON has one number
+    # type), 1.5 is not an integer; and bool is an int subclass: true must not order 1 item.
+    if isinstance(quantity, float) and quantity.is_integer():
+        quantity = int(quantity)
     if not isinstance(quantity, int) or isinstance(quantity, bool):
         raise bad_request("quantity must be an integer", "quantity")
     if not 1 <= quantity <= MAX_QUANTITY:
         raise bad_request("quantity must be between 1 and {}".format(MAX_QUANTITY), "quantity")
 
     order_id = body.get("order_id")
-    if "order_id" in body and (not isinstance(order_id, str) or not order_id.strip()
-                               or len(order_id) > MAX_TEXT):
+    if "order_id" in body and not (isinstance(order_id, str) and ORDER_ID.fullmatch(order_id)):
         raise bad_request(
-            "order_id must be a non-empty string of at most {} characters".format(MAX_TEXT),
-            "order_id")
+            "order_id must be 1 to {} of A-Z a-z 0-9 . _ : - starting with a letter or "
+            "digit".format(MAX_TEXT), "order_id")
 
     if idempotency_key is not None and not (
             1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY

@@ -8,15 +8,18 @@ threads each take everything queued (up to ``max_batch``), make one call, and ha
 thread its own entry of the reply. With no load a call goes out alone, at once; the more calls
 wait, the larger the next batch, so batching adds no delay that a queue would not have anyway.
 """
+import logging
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from gateway.rpc import RpcError, RpcTimeout, remote_error
+from gateway.rpc import RemoteError, RpcError, RpcTimeout, remote_error
 
 __all__ = ["CallBatcher"]
+
+log = logging.getLogger(__name__)
 
 
 class CallBatcher:
@@ -105,20 +108,43 @@ class CallBatcher:
                     self.service, self.batch_method)))
             else:
                 live.append((kwargs, deadline, future))
-        if not live:
-            return
-        timeout = min(deadline for _, deadline, _ in live) - now
+        if live:
+            self._send_alive(live)
+
+    def _send_alive(self, live):
+        """Send the calls of ``live`` as one batch and settle each one's future."""
         try:
-            entries = self.rpc.call(self.service, self.batch_method, timeout=max(timeout, 0.001),
-                                    **{self.argument: [kwargs for kwargs, _, _ in live]})
-            if not isinstance(entries, list) or len(entries) != len(live):
-                raise RpcError("malformed reply from {}.{}: {} entries for {} calls".format(
-                    self.service, self.batch_method,
-                    len(entries) if isinstance(entries, list) else repr(entries), len(live)))
-        except Exception as exc:  # the whole batch failed: so did each of its calls
+            entries = self._call(live)
+        except RemoteError as exc:
+            if len(live) == 1:
+                live[0][2].set_exception(exc)
+                return
+            # The service raised for the batch as a whole, maybe because of one call in it.
+            # Alone, each call gets its own answer: only the one at fault fails.
+            log.warning("%s.%s failed for a batch of %d (%s: %s); sending each call alone",
+                        self.service, self.batch_method, len(live), exc.exc_type, exc.value)
+            for call in live:
+                self._send_alive([call])
+            return
+        except Exception as exc:  # the whole batch failed (broker, timeout): so did each call
             for _, _, future in live:
                 future.set_exception(exc)
             return
+        self._settle(live, entries)
+
+    def _call(self, live):
+        """The batch method's entries for the calls of ``live``, one per call."""
+        timeout = min(deadline for _, deadline, _ in live) - time.monotonic()
+        entries = self.rpc.call(self.service, self.batch_method, timeout=max(timeout, 0.001),
+                                **{self.argument: [kwargs for kwargs, _, _ in live]})
+        if not isinstance(entries, list) or len(entries) != len(live):
+            raise RpcError("malformed reply from {}.{}: {} entries for {} calls".format(
+                self.service, self.batch_method,
+                len(entries) if isinstance(entries, list) else repr(entries), len(live)))
+        return entries
+
+    def _settle(self, live, entries):
+        """Give each call of ``live`` its entry of the reply: its result or its error."""
         for (_, _, future), entry in zip(live, entries):
             if isinstance(entry, dict) and "error" in entry:
                 future.set_exception(remote_error(entry["error"]))

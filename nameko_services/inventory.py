@@ -11,6 +11,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services.columns import TruncatedString
 from nameko_topology import Database, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
@@ -28,7 +29,7 @@ processed = Table(
     "inventory_processed", metadata,
     Column("order_id", String(100), primary_key=True),
     Column("outcome", String(20), nullable=False),
-    Column("reason", String(500)),
+    Column("reason", TruncatedString(500)),
     Column("processed_at", Float, nullable=False),
 )
 

@@ -4,6 +4,7 @@ import time
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
 from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services.columns import TruncatedString
 from nameko_topology import Database, handle, insert_each_once, rpc
 
 metadata = MetaData()
@@ -15,7 +16,7 @@ notifications = Table(
     Column("kind", String(20), nullable=False),
     Column("item", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("message", String(1000), nullable=False),
+    Column("message", TruncatedString(1000), nullable=False),
     Column("created_at", Float, nullable=False),
     # the inbox: a redelivered event finds its notice already there
     UniqueConstraint("order_id", "kind", name="notifications_one_per_order_and_kind"),

@@ -1,4 +1,5 @@
 """The orders service: takes orders, publishes OrderPlaced, follows their reservation outcome."""
+import logging
 import time
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, select, update
@@ -8,7 +9,10 @@ from uuid6 import uuid7
 from nameko.exceptions import serialize
 
 from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services.columns import TruncatedString
 from nameko_topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -18,7 +22,7 @@ orders = Table(
     Column("item", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("status", String(20), nullable=False),
-    Column("reason", String(500)),
+    Column("reason", TruncatedString(500)),
     Column("idempotency_key", String(200), unique=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -98,8 +102,13 @@ class OrdersService:
                 continue
             new.append((len(outcomes), order, placed))
             outcomes.append(None)
-        if not new:
-            return outcomes
+        if new:
+            self._store(new, outcomes)
+        return outcomes
+
+    def _store(self, new, outcomes):
+        """Store the orders of ``new``, setting each one's entry of ``outcomes``: all in one
+        transaction, unless something in it fails, and then each order alone."""
         try:
             # usually every order is new: one INSERT for the orders, one for their events
             with self.db.transaction() as connection:
@@ -107,16 +116,40 @@ class OrdersService:
                 self.outbox.add_many(connection, "OrderPlaced", [placed for _, _, placed in new])
             for index, order, _ in new:
                 outcomes[index] = _as_dict(order)
+            return
         except IntegrityError:
             # an order id or idempotency key stored before (a repeated call, a redelivered
             # request): everything was rolled back; again order by order, finding the repeats
+            try:
+                with self.db.transaction() as connection:
+                    for index, order, placed in new:
+                        outcomes[index] = self._place_or_refuse(connection, order, placed)
+                return
+            except Exception:
+                log.warning("placing %d orders found a repeat and failed", len(new),
+                            exc_info=True)
+        except Exception:
+            log.warning("placing %d orders at once failed", len(new), exc_info=True)
+        # An error no order is refused for: maybe one order's fault, and it must not fail the
+        # others. Alone, each order commits or fails by itself.
+        for index, order, placed in new:
+            outcomes[index] = self._place_alone(order, placed)
+
+    def _place_alone(self, order, placed):
+        """The stored order, or the exception that refused or failed it, in a transaction of
+        its own."""
+        try:
             with self.db.transaction() as connection:
-                for index, order, placed in new:
-                    try:
-                        outcomes[index] = self._place_one(connection, order, placed)
-                    except OrderConflict as exc:
-                        outcomes[index] = exc
-        return outcomes
+                return self._place_or_refuse(connection, order, placed)
+        except Exception as exc:
+            log.exception("placing order %r failed", order["order_id"])
+            return exc
+
+    def _place_or_refuse(self, connection, order, placed):
+        try:
+            return self._place_one(connection, order, placed)
+        except OrderConflict as exc:
+            return exc
 
     def _new_order(self, now, item, quantity, order_id=None, idempotency_key=None):
         """The row of a new order and its OrderPlaced payload; InvalidMessage if that payload

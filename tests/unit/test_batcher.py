@@ -117,3 +117,27 @@ def test_a_closed_batcher_refuses_calls():
     calls.close()
     with pytest.raises(RpcError, match="closed"):
         calls.call(3, n=0)
+
+
+def test_a_batch_the_service_raises_for_is_sent_again_call_by_call():
+    # one call the service cannot handle must not fail the calls batched with it
+    def answer(orders):
+        if any(order["n"] == 1 for order in orders):
+            return RemoteError("UnicodeEncodeError", "surrogates not allowed")
+        return [{"order": order} for order in orders]
+
+    rpc = ScriptedRpc(answer)
+    calls = batcher(rpc, senders=1)
+    rpc.gate.clear()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(calls.call, 3, n=n) for n in range(3)]
+        wait_until(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3)
+        rpc.gate.set()
+        assert futures[0].result(WAIT) == {"n": 0}
+        with pytest.raises(RemoteError) as failed:
+            futures[1].result(WAIT)
+        assert futures[2].result(WAIT) == {"n": 2}
+    assert failed.value.exc_type == "UnicodeEncodeError"
+    # the batch that failed went out again, call by call
+    [failed_batch] = [batch for batch in rpc.batches if len(batch) > 1]
+    assert rpc.batches[-len(failed_batch):] == [[call] for call in failed_batch]

@@ -1,10 +1,16 @@
 """The Flask gateway against a fake RPC client: validation, status codes, JSON error bodies."""
+import io
+import json
 import logging
+import re
 
 import pytest
 from nameko.exceptions import RemoteError
 
-from gateway.app import create_app
+from openapi_spec_validator import validate
+
+from gateway import openapi
+from gateway.app import MAX_TEXT, ORDER_ID, create_app
 from gateway.rpc import RpcClient, RpcTimeout, ServiceUnavailable, UnknownService
 
 ORDER = {"order_id": "o-1", "item": "widget", "quantity": 2, "status": "PENDING",
@@ -111,7 +117,8 @@ def test_missing_quantity(client, rpc):
     assert_bad_request(post_order(client, {"item": "widget"}), "quantity", rpc)
 
 
-@pytest.mark.parametrize("quantity", [True, False, 1.5, 2.0, "3", 0, -1, 1_000_001, None, [1]])
+@pytest.mark.parametrize("quantity", [
+    True, False, 1.5, "3", 0, -1, 0.0, 1_000_001, 1e300, float("inf"), None, [1]])
 def test_bad_quantity(client, rpc, quantity):
     assert_bad_request(post_order(client, {"item": "widget", "quantity": quantity}),
                        "quantity", rpc)
@@ -122,10 +129,42 @@ def test_bad_item(client, rpc, item):
     assert_bad_request(post_order(client, {"item": item, "quantity": 1}), "item", rpc)
 
 
-@pytest.mark.parametrize("order_id", ["", "  ", "o" * 101, 5, None])
+@pytest.mark.parametrize("item", ["probe-\ud800", "\udfff", "nul\u0000byte"])
+def test_an_item_no_database_can_store_is_a_400(client, rpc, item):
+    # json.dumps sends them as escapes (\ud800, \u0000), as a client would; the gateway
+    # must refuse what a column cannot hold, before the orders service's batch fails on it
+    data = json.dumps({"item": item, "quantity": 1})
+    assert_bad_request(post_order(client, data=data), "item", rpc)
+
+
+@pytest.mark.parametrize("order_id", [
+    "", "  ", "o" * 101, 5, None, "x\r\nSet-Cookie: a=b", "x\n", "a/b", "../x", "a b", "-x",
+    ".x", "caf\u00e9", "x?y", "x#y", "x%2Fy", "x\u0000", "\ud800",
+])
 def test_bad_order_id(client, rpc, order_id):
     body = {"item": "widget", "quantity": 1, "order_id": order_id}
     assert_bad_request(post_order(client, body), "order_id", rpc)
+
+
+@pytest.mark.parametrize("order_id", ["A", "0", "a.b_c:d-e", "9" * 100, "0190a1b2c3d4e5f6"])
+def test_order_ids_of_the_safe_alphabet_are_accepted(client, rpc, order_id):
+    response = post_order(client, {"item": "widget", "quantity": 1, "order_id": order_id})
+    assert response.status_code == 202
+    assert rpc.calls[0][2]["order_id"] == order_id
+
+
+def test_location_header_is_percent_encoded_whatever_id_the_service_returns(client, rpc):
+    rpc.responses[("orders", "place_order")] = dict(ORDER, order_id="a b/\r\nSet-Cookie: x")
+    response = post_order(client, {"item": "widget", "quantity": 1})
+    assert response.status_code == 202
+    assert response.headers["Location"] == "/orders/a%20b%2F%0D%0ASet-Cookie%3A%20x"
+    assert "Set-Cookie" not in response.headers
+
+
+def test_an_integral_number_is_an_integer_quantity(client, rpc):
+    # JSON Schema's integer, as the OpenAPI document declares it (schemathesis sends 36.0)
+    assert post_order(client, data='{"item": "widget", "quantity": 36.0}').status_code == 202
+    assert rpc.calls[0][2]["quantity"] == 36 and type(rpc.calls[0][2]["quantity"]) is int
 
 
 def test_unknown_keys_are_named(client, rpc):
@@ -134,12 +173,45 @@ def test_unknown_keys_are_named(client, rpc):
     assert "colour" in response.get_json()["error"] and "size" in response.get_json()["error"]
 
 
-def test_body_too_large(client, rpc):
-    response = post_order(client, {"item": "widget", "quantity": 1, "order_id": "x" * 2000})
+def assert_too_large(response, rpc):
     assert response.status_code == 413
     assert response.is_json and "too large" in response.get_json()["error"]
     assert response.get_json()["field"] == "body"
     assert rpc.calls == []
+
+
+def test_body_too_large(client, rpc):
+    assert_too_large(
+        post_order(client, {"item": "widget", "quantity": 1, "order_id": "x" * 2000}), rpc)
+
+
+def padded_order(size):
+    """A valid order body of exactly ``size`` bytes."""
+    body = b'{"item": "widget", "quantity": 1}'
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def post_chunked(client, data):
+    # no Content-Length: the server (Granian, like this environ) ends the stream where the
+    # chunked body ends
+    return client.post("/order", input_stream=io.BytesIO(data),
+                       headers={"Content-Type": "application/json",
+                                "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_chunked_body_over_the_limit_is_refused_not_cut_off(client, rpc):
+    assert_too_large(post_chunked(client, padded_order(1024) + b"garbage"), rpc)
+    assert_too_large(post_chunked(client, padded_order(1025)), rpc)
+
+
+def test_chunked_body_at_the_limit_is_accepted(client, rpc):
+    assert post_chunked(client, padded_order(1024)).status_code == 202
+
+
+def test_body_one_byte_over_the_limit_with_content_length_is_refused(client, rpc):
+    assert_too_large(post_order(client, data=padded_order(1025)), rpc)
+    assert post_order(client, data=padded_order(1024)).status_code == 202
 
 
 @pytest.mark.parametrize("key", ["", "k" * 201, "caf\u00e9", "tab\there"])
@@ -147,6 +219,15 @@ def test_bad_idempotency_key(client, rpc, key):
     response = post_order(client, {"item": "widget", "quantity": 1},
                           headers={"Idempotency-Key": key})
     assert_bad_request(response, "Idempotency-Key", rpc)
+
+
+def test_any_printable_ascii_idempotency_key_is_accepted_and_never_echoed(client, rpc):
+    key = "".join(chr(code) for code in range(0x21, 0x7f)) + ' "\\<>'
+    response = post_order(client, {"item": "widget", "quantity": 1},
+                          headers={"Idempotency-Key": key})
+    assert response.status_code == 202
+    assert rpc.calls[0][2]["idempotency_key"] == key
+    assert key not in str(response.headers)
 
 
 # -- POST /order outcomes ---------------------------------------------------------------------
@@ -182,9 +263,26 @@ def test_each_order_without_an_id_gets_its_own(client, rpc):
     assert first != second
 
 
-def test_body_without_json_content_type_is_accepted(client, rpc):
+@pytest.mark.parametrize("content_type", [
+    None, "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x", "application/jsonx", "json", "application/xml",
+])
+def test_body_without_json_content_type_is_a_415(client, rpc, content_type):
+    # text/plain and forms are what a browser may send cross-site without a CORS preflight
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = client.post("/order", data='{"item": "widget", "quantity": 1}', headers=headers)
+    assert response.status_code == 415
+    assert response.get_json()["field"] == "Content-Type"
+    assert rpc.calls == []
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "Application/JSON",
+    "application/merge-patch+json",
+])
+def test_json_content_types_are_accepted(client, rpc, content_type):
     response = client.post("/order", data='{"item": "widget", "quantity": 1}',
-                           content_type="text/plain")
+                           headers={"Content-Type": content_type})
     assert response.status_code == 202
 
 
@@ -277,6 +375,15 @@ def test_get_order(client, rpc):
     assert rpc.calls == [("orders", "get_order", {"order_id": "o-1"})]
 
 
+@pytest.mark.parametrize("path", ["/orders/a%0D%0Ab", "/orders/a%20b", "/orders/-x",
+                                  "/orders/" + "o" * 101, "/orders/caf%C3%A9"])
+def test_get_order_outside_the_alphabet_is_a_404_without_a_call(client, rpc, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.is_json and response.get_json()["error"]
+    assert rpc.calls == []
+
+
 def test_get_order_missing(client, rpc):
     rpc.responses[("orders", "get_order")] = None
     response = client.get("/orders/nope")
@@ -356,6 +463,46 @@ def test_wrong_method_is_json_405(client, rpc):
     assert "POST" in response.headers["Allow"]
     assert client.delete("/orders").status_code == 405
     assert rpc.calls == []
+
+
+@pytest.mark.parametrize("path, allow", [
+    ("/order", {"POST", "OPTIONS"}), ("/orders", {"GET", "HEAD", "OPTIONS"}),
+    ("/orders/o-1", {"GET", "HEAD", "OPTIONS"}),
+])
+def test_options_is_a_bodiless_204_with_allow(client, rpc, path, allow):
+    response = client.options(path)
+    assert response.status_code == 204
+    assert response.data == b"" and "Content-Type" not in response.headers
+    assert set(response.headers["Allow"].split(", ")) == allow
+    assert rpc.calls == []
+
+
+def test_options_of_an_unknown_route_is_a_json_404(client):
+    response = client.options("/nope")
+    assert response.status_code == 404 and response.is_json
+
+
+# -- the OpenAPI document --------------------------------------------------------------------
+
+def test_the_openapi_document_is_valid_openapi_3_1(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.is_json
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)  # raises on an invalid document
+
+
+def test_the_openapi_document_has_every_route_and_method(app):
+    paths = openapi.DOCUMENT["paths"]
+    routes = {(re.sub(r"<(\w+)>", r"{\1}", rule.rule), method.lower())
+              for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routes == {(path, method) for path, item in paths.items() for method in item}
+
+
+def test_the_order_id_pattern_of_the_document_is_the_gateways(client, rpc):
+    assert openapi.ORDER_ID_PATTERN == "^{}$".format(ORDER_ID.pattern.replace(
+        "{0,%d}" % (MAX_TEXT - 1), "*"))
 
 
 # -- the real client --------------------------------------------------------------------------

@@ -235,6 +235,46 @@ def test_new_order_ids_sort_in_the_order_the_orders_were_placed(orders_service):
     assert len(set(placed)) == 40
 
 
+def test_an_order_the_database_cannot_store_fails_alone_not_its_batch(orders_service):
+    # a lone surrogate has no UTF-8 form: SQLite raises UnicodeEncodeError for the whole INSERT
+    entries = orders_service.place_orders([
+        {"item": "widget-A", "quantity": 1, "order_id": "good-1"},
+        {"item": "probe-\ud800", "quantity": 1, "order_id": "bad"},
+        {"item": "widget-A", "quantity": 2, "order_id": "good-2"},
+    ])
+
+    assert [entry.get("order", {}).get("order_id") for entry in entries] == [
+        "good-1", None, "good-2"]
+    assert entries[1]["error"]["exc_type"] == "UnicodeEncodeError"
+    assert sorted(order["order_id"] for order in orders_service.list_orders()) == [
+        "good-1", "good-2"]
+    assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
+        "good-1", "good-2"]
+
+
+def test_a_failing_order_among_repeats_fails_alone(orders_service):
+    orders_service.place_order("widget-A", 1, order_id="placed")
+
+    entries = orders_service.place_orders([
+        {"item": "widget-A", "quantity": 1, "order_id": "placed"},  # a repeat: IntegrityError
+        {"item": "probe-\ud800", "quantity": 1, "order_id": "bad"},
+        {"item": "gadget-X", "quantity": 1, "order_id": "new"},
+    ])
+
+    assert [entry.get("order", {}).get("order_id") for entry in entries] == [
+        "placed", None, "new"]
+    assert sorted(order["order_id"] for order in orders_service.list_orders()) == [
+        "new", "placed"]
+    assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
+        "placed", "new"]
+
+
+def test_place_order_raises_what_failed_its_order(orders_service):
+    with pytest.raises(UnicodeEncodeError):
+        orders_service.place_order("probe-\ud800", 1)
+    assert orders_service.list_orders() == []
+
+
 def test_place_orders_refuses_what_is_not_a_list_of_orders(orders_service):
     with pytest.raises(InvalidMessage, match="orders must be a list of objects"):
         orders_service.place_orders({"item": "widget-A"})
@@ -256,6 +296,34 @@ def test_outcomes_settle_a_pending_order_once(orders_service):
     assert orders_service.get_order(confirmed)["status"] == "CONFIRMED"
     assert orders_service.get_order(rejected)["status"] == "REJECTED"
     assert orders_service.get_order(rejected)["reason"] == "insufficient stock"
+
+
+def test_reasons_longer_than_their_column_are_cut_to_it(orders_service, inventory_service,
+                                                        database):
+    # SQLite would store them whole; PostgreSQL refuses them (tests/integration/test_pipeline.py)
+    rejected = orders_service.place_order("widget-A", 9)["order_id"]
+    orders_service.on_inventory_failed([{"order_id": rejected, "item": "widget-A",
+                                         "quantity": 9, "reason": "r" * 5000}])
+    database.create(notifications.metadata)
+    notices = worker_factory(NotificationsService, db=database)
+    notices.on_inventory_failed([{"order_id": rejected, "item": "widget-A", "quantity": 9,
+                                  "reason": "r" * 5000}])
+
+    reason = orders_service.get_order(rejected)["reason"]
+    assert reason == "r" * 499 + "\u2026"
+    [notice] = notices.list_notifications()
+    assert len(notice["message"]) == 1000 and notice["message"].endswith("r\u2026")
+    assert notice["message"].startswith(f"Order {rejected} could not be fulfilled: rrr")
+
+
+def test_an_unknown_item_reason_fits_the_inbox_column(inventory_service, database):
+    # repr() can make a 100-character item name 1,000 characters long
+    item = "\U000e0001" * 100  # not printable: repr() writes each as 10 characters
+    inventory_service.on_order_placed([{"order_id": "o-1", "item": item, "quantity": 1}])
+
+    with database.transaction() as connection:
+        [reason] = connection.execute(select(inventory.processed.c.reason)).scalars()
+    assert len(reason) == 500 and reason.startswith("unknown item ")
 
 
 def test_one_notification_per_order_outcome(database):

@@ -1,0 +1,186 @@
+"""The gateway's contract: the OpenAPI 3.1 document served at ``GET /openapi.json``.
+
+Every route, every status code the app answers and every body it sends or takes. The tests check
+the document with openapi-spec-validator and run schemathesis against the live gateway with it
+(tests/integration/test_openapi.py).
+"""
+
+
+def _ref(name):
+    """A reference to the component schema ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description, headers=None):
+    """A response with the JSON error body."""
+    response = _ok(description, _ref("Error"))
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _ok(description, schema):
+    """A response whose JSON body is ``schema``."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _read(summary, schema, op_id, extra=None, parameters=None):
+    """A GET route that reads from a service: 200 with ``schema``, ``extra``, 500 and 503."""
+    responses = {"200": _ok(summary, schema)}
+    responses.update(extra or {})
+    responses.update({"500": _INTERNAL, "503": _UNAVAILABLE})
+    operation = {"summary": summary, "operationId": op_id, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
+
+
+_UNAVAILABLE = _error(
+    "a service or the broker did not answer within the RPC timeout (5 s)",
+    {"Retry-After": {"description": "seconds to wait before retrying",
+                     "schema": {"type": "string"}}})
+_INTERNAL = _error('an unexpected error in the gateway or a service: {"error": "internal error"}')
+
+# the alphabet of gateway.app.ORDER_ID
+ORDER_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "nameko-topology gateway",
+        "version": "1.0.0",
+        "description": (
+            "The HTTP gateway of the order pipeline. Every response with a body is JSON; an "
+            "error body is {\"error\": ..., \"field\"?: ...}. OPTIONS on any route answers 204 "
+            "with an Allow header and no body; a method a route does not have is 405 with "
+            "Allow. The server itself answers 414 (request line too long) and 431 (headers "
+            "too large)."),
+    },
+    "paths": {
+        "/order": {"post": {
+            "summary": "Place an order (PENDING); the pipeline then reserves stock and notifies",
+            "operationId": "placeOrder",
+            "parameters": [{
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "1-200 printable ASCII characters; a retry with the same key and "
+                               "the same item and quantity returns the stored order",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200,
+                           "pattern": "^[!-~]([ -~]*[!-~])?$"},
+            }],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _ref("OrderRequest")}}},
+            "responses": {
+                "202": dict(
+                    _ok("the order, stored (or the one stored before, for a retry)",
+                        _ref("Order")),
+                    headers={"Location": {"description": "/orders/<order_id>, percent-encoded",
+                                          "schema": {"type": "string"}, "required": True}}),
+                "400": _error("a bad field, named in \"field\" (body, item, quantity, order_id, "
+                             "an unknown key, Idempotency-Key); nothing stored"),
+                "409": _error("the order_id or Idempotency-Key names another order"),
+                "413": _error("the body is over 16,384 bytes (Content-Length or chunked); "
+                             "\"field\": \"body\""),
+                "415": _error("the Content-Type is not application/json (or application/*+json); "
+                             "\"field\": \"Content-Type\""),
+                "500": _INTERNAL,
+                "503": _UNAVAILABLE,
+            },
+        }},
+        "/orders": _read("every order, oldest first", {"type": "array", "items": _ref("Order")},
+                        "listOrders"),
+        "/orders/{order_id}": _read(
+            "one order", _ref("Order"), "getOrder",
+            extra={"404": _error("no such order (also any id outside the order-id alphabet)")},
+            parameters=[{"name": "order_id", "in": "path", "required": True,
+                         "schema": {"type": "string"}}]),
+        "/inventory": _read("stock per item",
+                           {"type": "object", "additionalProperties": {"type": "integer",
+                                                                       "minimum": 0}},
+                           "getInventory"),
+        "/processed": _read("the order ids inventory has handled, oldest first",
+                           {"type": "array", "items": {"type": "string"}}, "listProcessed"),
+        "/notifications": _read(
+            "notices, oldest first", {"type": "array", "items": _ref("Notification")},
+            "listNotifications",
+            extra={"400": _error("a bad after or limit, named in \"field\"")},
+            parameters=[
+                {"name": "after", "in": "query", "required": False,
+                 "description": "only notices with a higher id (default 0)",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 999999999999999999}},
+                {"name": "limit", "in": "query", "required": False,
+                 "description": "at most this many notices",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 999999999999999999}},
+            ]),
+        "/health": {"get": {
+            "summary": "the broker's and every service's health",
+            "operationId": "health",
+            "responses": {
+                "200": _ok("all up", _ref("Health")),
+                "503": _ok("something is down; the body names it", _ref("Health")),
+            },
+        }},
+        "/openapi.json": {"get": {
+            "summary": "this document", "operationId": "openapi",
+            "responses": {"200": _ok("the OpenAPI 3.1 document", {"type": "object"})},
+        }},
+    },
+    "components": {"schemas": {
+        "Error": {
+            "type": "object", "required": ["error"], "additionalProperties": False,
+            "properties": {"error": {"type": "string"},
+                           "field": {"type": ["string", "null"],
+                                     "description": "the input at fault, when there is one"}},
+        },
+        "OrderRequest": {
+            "type": "object", "required": ["item", "quantity"], "additionalProperties": False,
+            "properties": {
+                "item": {"type": "string", "minLength": 1, "maxLength": 100,
+                         "description": "the stock item; surrounding spaces are dropped; not "
+                                        "only spaces; no NUL, no unpaired surrogates",
+                         "allOf": [{"pattern": "\\S"}, {"pattern": "^[^\\u0000]*$"}]},
+                "quantity": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                "order_id": {"type": "string", "minLength": 1, "maxLength": 100,
+                             "pattern": ORDER_ID_PATTERN,
+                             "description": "chosen by the client, for safe retries; the "
+                                            "gateway picks one without it"},
+            },
+        },
+        "Order": {
+            "type": "object",
+            "required": ["order_id", "item", "quantity", "status", "reason", "created_at"],
+            "additionalProperties": False,
+            "properties": {
+                "order_id": {"type": "string"},
+                "item": {"type": "string"},
+                "quantity": {"type": "integer"},
+                "status": {"enum": ["PENDING", "CONFIRMED", "REJECTED"]},
+                "reason": {"type": ["string", "null"], "description": "why it was REJECTED"},
+                "created_at": {"type": "number", "description": "seconds since the epoch"},
+            },
+        },
+        "Notification": {
+            "type": "object",
+            "required": ["id", "order_id", "kind", "item", "quantity", "message", "created_at"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "integer"},
+                "order_id": {"type": "string"},
+                "kind": {"enum": ["confirmation", "failure"]},
+                "item": {"type": "string"},
+                "quantity": {"type": "integer"},
+                "message": {"type": "string"},
+                "created_at": {"type": "number"},
+            },
+        },
+        "Health": {
+            "type": "object", "required": ["status", "gateway", "broker", "services"],
+            "additionalProperties": False,
+            "properties": {
+                "status": {"enum": ["ok", "unavailable"]},
+                "gateway": {"const": "ok"},
+                "broker": {"type": "string"},
+                "services": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+    }},
+}
