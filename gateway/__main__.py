@@ -14,8 +14,9 @@ import os
 from granian import Granian
 from granian.constants import Interfaces
 
-from gateway.app import DEFAULT_AMQP_URI, create_app
-from gateway.rpc import redact_uri
+from gateway.app import create_app
+from nameko_topology.constants import DEFAULT_AMQP_URI
+from nameko_topology.uris import redact
 
 log = logging.getLogger("gateway")
 
@@ -57,7 +58,7 @@ def main():
     threads = int(os.environ.get("GATEWAY_THREADS", "32"))
     connection_limit = int(os.environ.get("GATEWAY_CONNECTION_LIMIT", "1000"))
     log.info("gateway starting on http://0.0.0.0:%s (threads=%d, broker=%s)", port, threads,
-             redact_uri(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)))
+             redact(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)))
     # One worker process: the app's RPC client multiplexes every request's call over one
     # connection, and a second worker would only add a second client competing for the cores.
     # Granian stops on SIGINT and SIGTERM, letting requests in flight finish.

@@ -32,10 +32,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from gateway import openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
+from nameko_topology.constants import DEFAULT_AMQP_URI
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
 MAX_QUANTITY = 1_000_000
 MAX_TEXT = 100  # item and order_id; the topology's message schema says the same
 MAX_IDEMPOTENCY_KEY = 200

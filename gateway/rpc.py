@@ -29,10 +29,11 @@ import uuid
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-import amqp.exceptions
 from kombu import Connection, Consumer, Exchange, Producer, Queue
-from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, deserialize
+
+from nameko_topology.exceptions import CONNECTION_ERRORS
+from nameko_topology.uris import redact
 
 __all__ = [
     "RpcClient", "ServiceProxy", "RpcError", "ServiceUnavailable", "UnknownService",
@@ -162,7 +163,7 @@ class RpcClient:
         return ServiceProxy(self, service)
 
     def __repr__(self):
-        return "<RpcClient {} {}>".format(self.reply_queue_name, redact_uri(self.amqp_uri))
+        return "<RpcClient {} {}>".format(self.reply_queue_name, redact(self.amqp_uri))
 
     @property
     def in_flight(self):
@@ -289,7 +290,7 @@ class RpcClient:
                     # An idle pooled connection may have been closed by the broker meanwhile
                     # (that is when the failure shows): retry once on a fresh connection. The
                     # other idle ones most likely went the same way (broker restart).
-                    if reused and isinstance(exc, _CONNECTION_ERRORS):
+                    if reused and isinstance(exc, CONNECTION_ERRORS):
                         log.info("publisher connection was stale (%r); reconnecting", exc)
                         self._discard_idle_publishers(broken=True)
                         continue
@@ -384,7 +385,7 @@ class RpcClient:
         with self._cond:
             self._ready, self._broker_error = True, None
             self._cond.notify_all()
-        log.info("RPC reply consumer connected to %s", redact_uri(self.amqp_uri))
+        log.info("RPC reply consumer connected to %s", redact(self.amqp_uri))
 
     def _set_disconnected(self, exc, lost):
         with self._cond:
@@ -401,7 +402,7 @@ class RpcClient:
             self._discard_idle_publishers(broken=True)  # likely dead too: not one by one
         else:
             log.log(logging.WARNING if first_failure else logging.DEBUG,
-                    "cannot connect to broker %s: %r", redact_uri(self.amqp_uri), exc)
+                    "cannot connect to broker %s: %r", redact(self.amqp_uri), exc)
 
     def _fail_pending(self, error):
         # Their replies would go to a queue that died with the connection: fail them now.
@@ -429,7 +430,6 @@ class RpcClient:
 
 
 # What a dead or closed connection raises (py-amqp, sockets, kombu's connect wrapper).
-_CONNECTION_ERRORS = (OSError, amqp.exceptions.ConnectionError, OperationalError)
 
 
 def remote_error(data):
@@ -446,14 +446,6 @@ def remote_error(data):
 
 def _remaining(deadline):
     return max(deadline - time.monotonic(), 0.0)
-
-
-def redact_uri(uri):
-    """The URI without its password, for logs."""
-    try:
-        return Connection(uri).as_uri(include_password=False)
-    except Exception:
-        return "<unparseable AMQP URI>"
 
 
 def _quietly(fn):

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_topology import Database, Outbox, handle, insert_once, rpc
+from nameko_topology import Database, HealthCheck, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 
@@ -108,7 +108,7 @@ class InitialStock(DependencyProvider):
                 insert_once(connection, stock, item=item, quantity=quantity)
 
 
-class InventoryService:
+class InventoryService(HealthCheck):
     name = "inventory"
 
     db = Database(metadata)
@@ -205,7 +205,3 @@ class InventoryService:
             return [row.order_id for row in connection.execute(
                 select(processed.c.order_id).order_by(processed.c.processed_at))]
 
-    @rpc
-    def health(self):
-        self.db.ping()
-        return {"status": "ok", "service": self.name}

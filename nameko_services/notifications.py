@@ -5,7 +5,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueCo
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_topology import Database, handle, insert_each_once, rpc
+from nameko_topology import Database, HealthCheck, handle, insert_each_once, rpc
 
 metadata = MetaData()
 
@@ -25,7 +25,7 @@ notifications = Table(
 CONFIRMATION, FAILURE = "confirmation", "failure"
 
 
-class NotificationsService:
+class NotificationsService(HealthCheck):
     name = "notifications"
 
     db = Database(metadata)
@@ -68,7 +68,3 @@ class NotificationsService:
                  "quantity": row.quantity, "message": row.message,
                  "created_at": row.created_at} for row in rows]
 
-    @rpc
-    def health(self):
-        self.db.ping()
-        return {"status": "ok", "service": self.name}

@@ -10,7 +10,9 @@ from nameko.exceptions import serialize
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_topology import Database, InvalidMessage, Outbox, handle, insert_once, rpc
+from nameko_topology import (
+    Database, HealthCheck, InvalidMessage, Outbox, handle, insert_once, rpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ class OrderConflict(Exception):
     """An order id or idempotency key that already names a different order."""
 
 
-class OrdersService:
+class OrdersService(HealthCheck):
     name = "orders"
 
     db = Database(metadata)
@@ -183,11 +185,6 @@ class OrdersService:
         with self.db.transaction() as connection:
             rows = connection.execute(select(orders).order_by(orders.c.created_at)).all()
         return [_as_dict(row) for row in rows]
-
-    @rpc
-    def health(self):
-        self.db.ping()
-        return {"status": "ok", "service": self.name}
 
     @handle("order_status_reserved_queue", batch_size=HANDLER_BATCH_SIZE)
     def on_inventory_reserved(self, events):

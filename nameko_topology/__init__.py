@@ -23,13 +23,14 @@ from nameko_topology.declarer import TopologyDeclarer, declare_topology
 from nameko_topology.exceptions import (
     InvalidMessage, PermanentError, TopologyError, TopologyMismatch,
 )
+from nameko_topology.health import HealthCheck
 from nameko_topology.model import Topology, load_topology
 from nameko_topology.outbox import Outbox
 from nameko_topology.publisher import MessagePublisher
 from nameko_topology.rpc_entrypoint import Rpc, rpc
 
 __all__ = [
-    "Database", "Handle", "InvalidMessage", "MessagePublisher", "Outbox", "PermanentError",
+    "Database", "Handle", "HealthCheck", "InvalidMessage", "MessagePublisher", "Outbox", "PermanentError",
     "Rpc", "Topology", "TopologyDeclarer", "TopologyError", "TopologyMismatch",
     "declare_topology", "handle", "insert_each_once", "insert_once", "load_topology", "rpc",
 ]

@@ -9,18 +9,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu import Connection
-from kombu.exceptions import OperationalError
 
 from nameko_topology.compat import one_write, skip_blocked_poll
+from nameko_topology.exceptions import CONNECTION_ERRORS
 from nameko_topology.messages import JSON_CONTENT_TYPE
 
 PERSISTENT = 2
 
-# what settling a message or publishing raises when the broker connection is gone: amqp's own
-# errors, socket errors (ECONNRESET, EPIPE) and kombu's wrapper after its retries
-CONNECTION_ERRORS = (AmqpConnectionError, OSError, OperationalError)
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Errors raised by the topology framework."""
+"""Errors raised by the topology framework, and the library errors it treats as one kind."""
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu.exceptions import OperationalError
+
+#: what settling a message or publishing raises when the broker connection is gone: amqp's own
+#: errors, socket errors (ECONNRESET, EPIPE) and kombu's wrapper after its retries
+CONNECTION_ERRORS = (AmqpConnectionError, OSError, OperationalError)
 
 
 class TopologyError(Exception):

@@ -18,7 +18,8 @@ from nameko.constants import (
     NON_PERSISTENT, SERIALIZER_CONFIG_KEY,
 )
 
-from nameko_topology.batch import CONNECTION_ERRORS, HeldChannel
+from nameko_topology.batch import HeldChannel
+from nameko_topology.exceptions import CONNECTION_ERRORS
 from nameko_topology.compat import Responder
 from nameko_topology.consumer import ResilientQueueConsumer
 from nameko_topology.gcfreeze import GcFreeze

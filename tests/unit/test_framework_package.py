@@ -34,3 +34,11 @@ def test_the_readme_framework_table_names_every_public_name():
 
 def test_the_pytest_plugin_is_registered(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("nameko_topology")
+
+
+def test_nameko_run_finds_the_services_of_a_module_not_the_health_mixin_it_imports():
+    from nameko.cli.run import import_service
+
+    from nameko_services.orders import OrdersService
+
+    assert import_service("nameko_services.orders") == [OrdersService]

@@ -353,3 +353,14 @@ def test_notifications_are_read_from_a_cursor(database):
     rest = service.list_notifications(after=first_two[-1]["id"])
     assert [n["order_id"] for n in rest] == ["o-3", "o-4", "o-5"]
     assert service.list_notifications(after=rest[-1]["id"]) == []
+
+
+@pytest.mark.parametrize("service_class", [OrdersService, InventoryService, NotificationsService])
+def test_health_answers_once_the_database_does_and_raises_when_it_does_not(
+        service_class, database, tmp_path):
+    service = worker_factory(service_class, db=database)
+    assert service.health() == {"status": "ok", "service": service_class.name}
+
+    broken = DatabaseHandle(f"sqlite:///{tmp_path}/missing-dir/no.sqlite3")
+    with pytest.raises(Exception, match="unable to open database file"):
+        worker_factory(service_class, db=broken).health()
