@@ -35,20 +35,12 @@ from gateway.rpc import RpcClient
 from scripts.stack import REPO_ROOT
 from nameko_topology.batch import BatchPublisher
 from nameko_topology.declarer import declare_topology
-from nameko_topology.testing.broker import create_vhost, delete_vhost
+from nameko_topology.testing.broker import create_vhost, delete_vhost, wait_for
 from nameko_topology.model import load_topology
 
 VARIANTS = {"handle": "NoopHandler", "inbox": "InboxHandler", "rpc": "NoopRpc"}
 HOP_QUEUE = "inventory_reserved_queue"
 PUBLISH_BATCH = 1000
-
-
-def wait_until(condition, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def publish_events(amqp_uri, topology, n):
@@ -96,7 +88,7 @@ def run_variant(variant, base_uri, n, concurrency, work_dir):
         service = start_service(variant, amqp_uri, work_dir)
         if variant == "rpc":
             client = RpcClient(amqp_uri, timeout=30)
-            wait_until(lambda: _answers(client), 60, "the service to answer")
+            wait_for(lambda: _answers(client), 60, description="the service to answer")
             began, cpu_began = time.perf_counter(), cpu_seconds([service.pid])
             with ThreadPoolExecutor(concurrency) as pool:
                 list(pool.map(lambda _: client.call("hop_rpc", "ping"), range(n)))
@@ -104,10 +96,10 @@ def run_variant(variant, base_uri, n, concurrency, work_dir):
             client.close()
         else:
             # the depth first drops once the consumer is attached and fetching
-            wait_until(lambda: passive_depth(amqp_uri, HOP_QUEUE) < n, 60, "the consumer")
+            wait_for(lambda: passive_depth(amqp_uri, HOP_QUEUE) < n, 60, description="the consumer")
             began, cpu_began = time.perf_counter(), cpu_seconds([service.pid])
-            wait_until(lambda: passive_depth(amqp_uri, HOP_QUEUE) == 0, 600, "the drain",
-                       interval=0.02)
+            wait_for(lambda: passive_depth(amqp_uri, HOP_QUEUE) == 0, 600, interval=0.02,
+                     description="the drain")
             elapsed, cpu = time.perf_counter() - began, cpu_seconds([service.pid]) - cpu_began
         return {"kind": "hop", "variant": variant, "messages": n,
                 "concurrency": concurrency if variant == "rpc" else None,

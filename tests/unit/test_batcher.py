@@ -7,6 +7,7 @@ from nameko.exceptions import RemoteError
 
 from gateway.batcher import CallBatcher
 from gateway.rpc import RpcError, RpcTimeout, ServiceUnavailable
+from nameko_topology.testing import wait_for
 
 WAIT = 5  # seconds any condition here may take at most
 
@@ -36,15 +37,6 @@ def batcher(rpc, **options):
                        **options)
 
 
-def wait_until(condition):
-    event = threading.Event()
-    for _ in range(WAIT * 100):
-        if condition():
-            return
-        event.wait(0.01)
-    raise AssertionError("condition not met in {}s".format(WAIT))
-
-
 def test_a_lone_call_goes_out_alone_and_gets_its_result():
     rpc = ScriptedRpc()
     assert batcher(rpc).call(3, item="a", quantity=1) == {"item": "a", "quantity": 1}
@@ -57,9 +49,9 @@ def test_calls_that_arrive_while_a_batch_is_in_flight_go_out_together():
     rpc.gate.clear()
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(calls.call, 3, n=0)
-        wait_until(lambda: len(rpc.batches) == 1)
+        wait_for(lambda: len(rpc.batches) == 1, timeout=WAIT)
         rest = [pool.submit(calls.call, 3, n=n) for n in range(1, 7)]
-        wait_until(lambda: len(calls._queue) == 6)
+        wait_for(lambda: len(calls._queue) == 6, timeout=WAIT)
         rpc.gate.set()
         results = [first.result(WAIT)] + [future.result(WAIT) for future in rest]
 
@@ -76,7 +68,8 @@ def test_each_call_gets_its_own_entry_error_or_result():
     rpc.gate.clear()
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(calls.call, 3, n=n) for n in range(3)]
-        wait_until(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3)
+        wait_for(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3,
+                 timeout=WAIT)
         rpc.gate.set()
         assert futures[0].result(WAIT) == {"n": 0}
         with pytest.raises(RemoteError) as conflict:
@@ -103,12 +96,12 @@ def test_a_call_left_in_the_queue_past_its_timeout_is_refused_not_sent():
     rpc.gate.clear()
     with ThreadPoolExecutor(2) as pool:
         blocker = pool.submit(calls.call, 3, n=0)
-        wait_until(lambda: len(rpc.batches) == 1)
+        wait_for(lambda: len(rpc.batches) == 1, timeout=WAIT)
         with pytest.raises(RpcTimeout):
             calls.call(0.05, n=1)  # the only sender is busy for longer than that
         rpc.gate.set()
         assert blocker.result(WAIT) == {"n": 0}
-    wait_until(lambda: not calls._queue)
+    wait_for(lambda: not calls._queue, timeout=WAIT)
     assert rpc.batches == [[{"n": 0}]]
 
 
@@ -131,7 +124,8 @@ def test_a_batch_the_service_raises_for_is_sent_again_call_by_call():
     rpc.gate.clear()
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(calls.call, 3, n=n) for n in range(3)]
-        wait_until(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3)
+        wait_for(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3,
+                 timeout=WAIT)
         rpc.gate.set()
         assert futures[0].result(WAIT) == {"n": 0}
         with pytest.raises(RemoteError) as failed:
