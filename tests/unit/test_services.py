@@ -1,7 +1,8 @@
-"""The services' business rules, with nameko's worker_factory and a real SQLite database."""
+"""The services' business rules, with nameko's worker_factory, a real SQLite database and the
+plugin's FakeOutbox (payloads checked against topology.yaml)."""
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, select
+from sqlalchemy import select
 
 from nameko_services import inventory, notifications, orders
 from nameko_services.inventory import InitialStockError, InventoryService, parse_initial_stock
@@ -11,47 +12,18 @@ from nameko_topology.database import DatabaseHandle
 from nameko_topology.exceptions import InvalidMessage
 
 
-class FakeOutbox:
-    """Stages messages in the caller's transaction, as the real outbox does, without a relay:
-    a rolled-back transaction stages nothing."""
-
-    table = Table("fake_outbox", MetaData(), Column("id", Integer, primary_key=True),
-                  Column("message_type", String), Column("payload", JSON))
-
-    def __init__(self, database):
-        self.database = database
-        database.create(self.table.metadata)
-
-    def check(self, message_type, payload):
-        pass  # the topology's shapes are checked by the real outbox
-
-    def add(self, connection, message_type, payload, message_id=None):
-        self.add_many(connection, message_type, [payload])
-
-    def add_many(self, connection, message_type, payloads):
-        if payloads:
-            connection.execute(self.table.insert(), [
-                {"message_type": message_type, "payload": payload} for payload in payloads])
-
-    @property
-    def staged(self):
-        with self.database.transaction() as connection:
-            rows = connection.execute(select(self.table).order_by(self.table.c.id)).all()
-        return [(row.message_type, row.payload) for row in rows]
+@pytest.fixture
+def database(sqlite_database):
+    return sqlite_database
 
 
 @pytest.fixture
-def database(tmp_path):
-    return DatabaseHandle(f"sqlite:///{tmp_path}/service.sqlite3")
-
-
-@pytest.fixture
-def inventory_service(database):
+def inventory_service(database, fake_outbox):
     database.create(inventory.metadata)
     with database.transaction() as connection:
         connection.execute(inventory.stock.insert(), [
             {"item": "widget-A", "quantity": 3}, {"item": "gadget-X", "quantity": 1}])
-    return worker_factory(InventoryService, db=database, outbox=FakeOutbox(database))
+    return worker_factory(InventoryService, db=database, outbox=fake_outbox)
 
 
 def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
@@ -156,9 +128,9 @@ def test_malformed_initial_stock_is_refused(text, message):
 
 
 @pytest.fixture
-def orders_service(database):
+def orders_service(database, fake_outbox):
     database.create(orders.metadata)
-    return worker_factory(OrdersService, db=database, outbox=FakeOutbox(database))
+    return worker_factory(OrdersService, db=database, outbox=fake_outbox)
 
 
 def test_place_order_stores_pending_and_publishes(orders_service):
