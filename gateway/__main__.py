@@ -85,8 +85,8 @@ def main():
     connection_limit = setting("GATEWAY_CONNECTION_LIMIT", 10000)
     idle_timeout = setting("GATEWAY_IDLE_TIMEOUT", 5, float)
     open_files = raise_open_file_limit(connection_limit)
-    log.info("gateway starting on http://0.0.0.0:%s (threads=%s, connections=%d, open files=%s,"
-             " broker=%s)", port, os.environ.get("GATEWAY_THREADS", 32), connection_limit,
+    log.info("gateway starting on http://0.0.0.0:%s (threads=%d, connections=%d, open files=%s,"
+             " broker=%s)", port, setting("GATEWAY_THREADS", 32), connection_limit,
              open_files, redact_uri(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)))
     # One worker process: the app's RPC client multiplexes every request's call over one
     # connection, and a second worker would only add a second client competing for the cores.
