@@ -10,9 +10,9 @@ run the WSGI app on its thread pool.
 
 It also answers a request line or headers over the gateway's limits with a JSON 414 or 431.
 Granian's HTTP library has its own limits, far above these (a target of 65,534 bytes or more,
-over 100 headers, a head over its 408 KiB read buffer), and answers them itself, before any
-Python runs, with an empty body; so it does a request it cannot parse (400). Those are the only
-answers that are not JSON.
+over 100 headers, a head well over its 408 KiB read buffer), and answers them itself, before
+any Python runs, with an empty body; so it does a request it cannot parse (400). Those are the
+only answers that are not JSON.
 """
 import asyncio
 import json
