@@ -6,11 +6,11 @@ then runs the Flask app on a pool of Python threads. Its worker process builds t
 :func:`server_app`.
 
 Environment: ``PORT`` (default 8080), ``GATEWAY_THREADS`` (threads running requests, default
-32), ``GATEWAY_CONNECTION_LIMIT`` (connections open at once, default 10000; more wait to be
-accepted), ``GATEWAY_BODY_TIMEOUT`` (seconds for a request body to arrive, default 10, else
-408), ``GATEWAY_IDLE_TIMEOUT`` (seconds a connection may wait for, or send, the headers of its
-next request, default 5), ``AMQP_URI``, ``LOG_LEVEL`` (default INFO), ``GC_FREEZE_AT_START``
-(default true: see :func:`server_app`).
+32), ``GATEWAY_CONNECTION_LIMIT`` (connections open at once, default 10000, at most the hard
+limit on open files less 256; more wait to be accepted), ``GATEWAY_BODY_TIMEOUT`` (seconds for
+a request body to arrive, default 10, else 408), ``GATEWAY_IDLE_TIMEOUT`` (seconds a
+connection may wait for, or send, the headers of its next request, default 5), ``AMQP_URI``,
+``LOG_LEVEL`` (default INFO), ``GC_FREEZE_AT_START`` (default true: see :func:`server_app`).
 """
 import gc
 import logging
@@ -67,27 +67,34 @@ def server_app():
     return server
 
 
-def raise_open_file_limit(connections):
-    """Let the process hold ``connections`` sockets and some files besides, as far as the hard
-    limit allows: the soft limit is often 1024, and Granian cannot accept past it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + 256
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
+# Files the process holds besides client connections: the listener, the broker connection,
+# logs, the interpreter's own.
+OTHER_FILES = 256
+
+
+def connections_allowed(wanted):
+    """How many of ``wanted`` connections the process can hold open: Granian raises the soft
+    limit on open files to the hard one at start-up, but past the hard one it cannot accept."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, hard - OTHER_FILES))
 
 
 def main():
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format=LOG_FORMAT)
     port = setting("PORT", 8080)
-    connection_limit = setting("GATEWAY_CONNECTION_LIMIT", 10000)
+    wanted = setting("GATEWAY_CONNECTION_LIMIT", 10000)
     idle_timeout = setting("GATEWAY_IDLE_TIMEOUT", 5, float)
-    open_files = raise_open_file_limit(connection_limit)
-    log.info("gateway starting on http://0.0.0.0:%s (threads=%d, connections=%d, open files=%s,"
-             " broker=%s)", port, setting("GATEWAY_THREADS", 32), connection_limit,
-             open_files, redact_uri(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)))
+    connection_limit = connections_allowed(wanted)
+    if connection_limit < wanted:
+        # past its open-file limit the server could not accept, however many slots it had
+        log.warning("GATEWAY_CONNECTION_LIMIT %d lowered to %d: the hard limit on open files is"
+                    " %d", wanted, connection_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    log.info("gateway starting on http://0.0.0.0:%s (threads=%d, connections=%d, broker=%s)",
+             port, setting("GATEWAY_THREADS", 32), connection_limit,
+             redact_uri(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)))
     # One worker process: the app's RPC client multiplexes every request's call over one
     # connection, and a second worker would only add a second client competing for the cores.
     # Granian stops on SIGINT and SIGTERM, letting requests in flight finish.
