@@ -121,7 +121,11 @@ def with_length(scope, length):
 
 
 def replay(body):
-    """An ASGI ``receive`` that gives ``body`` in one message, then a disconnect."""
+    """An ASGI ``receive`` that gives ``body`` in one message, then a disconnect.
+
+    It is a coroutine function: a2wsgi's body reader passes what ``receive()`` returns to
+    ``asyncio.run_coroutine_threadsafe``, which refuses the awaitable that Granian's own
+    ``receive()`` returns (TypeError: every request with a body failed)."""
     messages = [{"type": "http.disconnect"},
                 {"type": "http.request", "body": body, "more_body": False}]
 
