@@ -39,7 +39,10 @@ def logging_config(level):
         "handlers": {"console": {"class": "logging.StreamHandler",
                                  "stream": "ext://sys.stderr", "formatter": "default"}},
         "root": {"level": level, "handlers": ["console"]},
-        "loggers": {"_granian": {"level": level, "handlers": [], "propagate": True}},
+        "loggers": {"_granian": {"level": level, "handlers": [], "propagate": True},
+                    # a line at INFO for every client that leaves before its answer: anyone
+                    # could fill the log with them
+                    "_granian.asgi.io": {"level": "WARNING"}},
     }
 
 
