@@ -59,7 +59,7 @@ def server_app():
     Freezing keeps the objects of start-up (Flask, Werkzeug, kombu: most of what the process
     holds) out of the collector's full passes, which otherwise stop every request thread for
     tens of milliseconds (measured: 25-76 ms under load); see
-    ``nameko_services/topology/gcfreeze.py``, which does the same for the services.
+    ``nameko_topology/gcfreeze.py``, which does the same for the services.
     """
     app = create_app()
     server = RequestBuffer(app, threads=setting("GATEWAY_THREADS", 32),

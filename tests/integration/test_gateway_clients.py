@@ -13,16 +13,16 @@ import eventlet
 import pytest
 import requests
 
-from nameko_services.stack import Stack
-from tests.support.broker import TestVhost, wait_for
+from scripts.stack import Stack
+from nameko_topology.testing.broker import TestVhost, wait_for
 
 pytestmark = pytest.mark.integration
 
 ORDER = b'{"item": "widget-A", "quantity": 1}'
 
 
-def start_stack(base_amqp_uri, data_dir, **options):
-    vhost = TestVhost(base_amqp_uri).create()
+def start_stack(rabbit_base_uri, data_dir, **options):
+    vhost = TestVhost(rabbit_base_uri).create()
     stack = Stack(vhost.amqp_uri, data_dir, **options)
     try:
         stack.start(timeout=90)
@@ -34,10 +34,10 @@ def start_stack(base_amqp_uri, data_dir, **options):
 
 
 @pytest.fixture(scope="module")
-def patient(base_amqp_uri, tmp_path_factory):
+def patient(rabbit_base_uri, tmp_path_factory):
     """The whole pipeline, its gateway with timeouts long enough that no client of a test is
     closed while the test looks."""
-    vhost, stack = start_stack(base_amqp_uri, tmp_path_factory.mktemp("patient"),
+    vhost, stack = start_stack(rabbit_base_uri, tmp_path_factory.mktemp("patient"),
                                env={"GATEWAY_BODY_TIMEOUT": "60", "GATEWAY_IDLE_TIMEOUT": "60"})
     yield stack
     stack.stop()
@@ -45,9 +45,9 @@ def patient(base_amqp_uri, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def impatient(base_amqp_uri, tmp_path_factory):
+def impatient(rabbit_base_uri, tmp_path_factory):
     """A gateway that gives a body, and an idle connection, one second."""
-    vhost, stack = start_stack(base_amqp_uri, tmp_path_factory.mktemp("impatient"),
+    vhost, stack = start_stack(rabbit_base_uri, tmp_path_factory.mktemp("impatient"),
                                services=("inventory",),
                                env={"GATEWAY_BODY_TIMEOUT": "1", "GATEWAY_IDLE_TIMEOUT": "1"})
     yield stack

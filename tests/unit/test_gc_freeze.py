@@ -6,8 +6,8 @@ import pytest
 
 from gateway.__main__ import server_app
 from gateway.server import RequestBuffer
-from nameko_services.topology import Handle, Rpc
-from nameko_services.topology.gcfreeze import GC_FREEZE_CONFIG_KEY, GcFreeze
+from nameko_topology import Handle, Rpc
+from nameko_topology.gcfreeze import GC_FREEZE_CONFIG_KEY, GcFreeze
 
 
 @pytest.fixture
