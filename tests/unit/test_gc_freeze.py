@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.__main__ import server_app
+from gateway.server import RequestBuffer
 from nameko_topology import Handle, Rpc
 from nameko_topology.gcfreeze import GC_FREEZE_CONFIG_KEY, GcFreeze
 
@@ -48,5 +49,7 @@ def test_the_gateway_server_app_freezes_the_heap_unless_told_not_to(unfrozen, mo
 
     app = server_app()
 
-    assert app.url_map.bind("localhost").match("/order", method="POST")[0] == "api.place_order"
+    assert isinstance(app, RequestBuffer)
+    assert app.wsgi_app.url_map.bind("localhost").match("/order", method="POST")[0] == \
+        "api.place_order"
     assert (gc.get_freeze_count() > 0) is frozen
