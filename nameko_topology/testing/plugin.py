@@ -8,7 +8,11 @@ its own. The topology file is the ini option ``nameko_topology_file`` (default
 ``topology.yaml`` in the rootdir); override the ``topology_file`` fixture for another per test.
 
 A service's tests need ``eventlet.monkey_patch()`` at the top of their ``conftest.py``, before
-anything imports ``socket``, as for any nameko test.
+anything imports ``socket``, as for any nameko test: in a conftest.py that pytest loads before it
+configures plugins, i.e. one in a directory it is given, a parent of one, or a ``test*/``
+subdirectory of one (``tests/conftest.py`` when pytest runs in the project folder); a deeper one
+is loaded only while collecting, too late. docs/writing-a-service.md walks through a service's
+tests.
 """
 import os
 from pathlib import Path

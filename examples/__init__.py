@@ -1,0 +1,1 @@
+"""Example services built on :mod:`nameko_topology`, each with its guide in ``docs/``."""

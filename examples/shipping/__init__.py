@@ -1,0 +1,1 @@
+"""The shipping example: schedules a shipment for each reserved order (docs/writing-a-service.md)."""
