@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, select
 
-from nameko_topology import Database, Outbox, handle, insert_once, rpc
+from nameko_topology import Database, HealthCheck, Outbox, handle, insert_once, rpc
 
 metadata = MetaData()
 
@@ -22,7 +22,7 @@ shipments = Table(
 )
 
 
-class ShippingService:
+class ShippingService(HealthCheck):
     name = "shipping"
 
     db = Database(metadata)
@@ -51,8 +51,3 @@ class ShippingService:
         with self.db.transaction() as connection:
             rows = connection.execute(select(shipments).order_by(shipments.c.scheduled_at)).all()
         return [row._asdict() for row in rows]
-
-    @rpc
-    def health(self):
-        self.db.ping()
-        return {"status": "ok", "service": self.name}
