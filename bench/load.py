@@ -62,10 +62,10 @@ from urllib.parse import unquote, urlsplit
 
 from bench.keepalive import HTTP_ERRORS, KeepAlive
 from scripts.stack import REPO_ROOT, Stack, tail
+from nameko_topology.constants import DEFAULT_AMQP_URI
 from nameko_topology.testing.broker import create_vhost, delete_vhost
 
 STOCK = 100_000_000  # INITIAL_STOCK of --item: no order may fail for want of stock
-DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 REFERENCE_PROCESSES = ("order", "inventory", "notification")  # its run.sh's names

@@ -3,7 +3,7 @@ and helpers to publish, read queues and dead letters, and run services.
 
 Registered through the ``pytest11`` entry point, so installing the package enables it; ``pytest
 --fixtures`` lists the fixtures. The broker is ``AMQP_URI`` (default
-``amqp://guest:guest@127.0.0.1:5672/``) with its management API, where each test gets a vhost of
+``amqp://guest:guest@localhost:5672/``) with its management API, where each test gets a vhost of
 its own. The topology file is the ini option ``nameko_topology_file`` (default
 ``topology.yaml`` in the rootdir); override the ``topology_file`` fixture for another per test.
 
@@ -22,8 +22,6 @@ import pytest
 # The framework is imported inside the fixtures, never here: pytest loads this module before
 # the conftest that calls eventlet.monkey_patch(), which must run before socket is imported.
 
-DEFAULT_TEST_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
-
 
 def pytest_addoption(parser):
     parser.addini("nameko_topology_file", "the topology file the nameko_topology fixtures use "
@@ -33,7 +31,8 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def rabbit_base_uri():
     """The broker the tests use: ``AMQP_URI``, else the local default."""
-    return os.environ.get("AMQP_URI", DEFAULT_TEST_AMQP_URI)
+    from nameko_topology.constants import DEFAULT_AMQP_URI
+    return os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
 
 
 @pytest.fixture

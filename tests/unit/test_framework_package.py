@@ -27,7 +27,7 @@ def test_every_public_name_is_exported_explicitly_and_documented():
 
 def test_the_readme_framework_table_names_every_public_name():
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## The framework"):readme.index("What happens to a delivery")]
+    table = readme[readme.index("## The framework"):readme.index("### What happens to a delivery")]
     named = set(re.findall(r"`@?([A-Za-z_]+)[(`]", table))
     assert set(nameko_topology.__all__) <= named, set(nameko_topology.__all__) - named
 
