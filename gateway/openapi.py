@@ -2,7 +2,7 @@
 
 Every route, every status code the app answers and every body it sends or takes. The tests check
 the document with openapi-spec-validator and run schemathesis against the live gateway with it
-(tests/integration/test_openapi.py).
+(tests/gateway/test_openapi.py).
 """
 
 

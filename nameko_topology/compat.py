@@ -1,6 +1,6 @@
 """Every use of a private part of py-amqp, kombu or nameko, behind one door.
 
-Each has a test against the installed versions (``tests/unit/test_compat.py``) that fails
+Each has a test against the installed versions (``tests/nameko_topology/test_compat.py``) that fails
 loudly when the internal changes, and a fallback where one exists; :func:`active_paths` says
 which path is in use, and the declarer logs it once at start-up. The supported versions are
 pinned in ``setup.cfg``.

@@ -272,7 +272,7 @@ def test_outcomes_settle_a_pending_order_once(orders_service):
 
 def test_reasons_longer_than_their_column_are_cut_to_it(orders_service, inventory_service,
                                                         database):
-    # SQLite would store them whole; PostgreSQL refuses them (tests/integration/test_pipeline.py)
+    # SQLite would store them whole; PostgreSQL refuses them (tests/nameko_services/test_pipeline.py)
     rejected = orders_service.place_order("widget-A", 9)["order_id"]
     orders_service.on_inventory_failed([{"order_id": rejected, "item": "widget-A",
                                          "quantity": 9, "reason": "r" * 5000}])
