@@ -48,7 +48,7 @@ from nameko_services.topology.delivery import (
     attempt_of, check_delivery, copied_body, copied_headers, copied_properties, is_short_string,
     original_route, shown,
 )
-from nameko_services.topology.exceptions import InvalidMessage, PermanentError
+from nameko_services.topology.exceptions import InvalidMessage, MessageTooLarge, PermanentError
 from nameko_services.topology.gcfreeze import GcFreeze
 from nameko_services.topology.messages import (
     ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER,
@@ -323,6 +323,11 @@ class Handle(Consumer):
         invalid."""
         try:
             return Delivery(message, self.decode(message))
+        except MessageTooLarge as exc:
+            # a copy of the body would hold (and the broker store) the very bytes the limit is
+            # there to keep out; the copy keeps the headers and properties
+            self.dead_letter(message, f"invalid message: {exc}; the body is dropped",
+                             body=b"")
         except InvalidMessage as exc:
             self.dead_letter(message, f"invalid message: {exc}")
         except Exception as exc:  # the last line of defence: a check that itself failed
@@ -416,8 +421,11 @@ class Handle(Consumer):
                        extra_headers={ATTEMPT_HEADER: attempt + 1},
                        content_type=message.content_type or JSON_CONTENT_TYPE)
 
-    def dead_letter(self, message, reason):
-        """Send ``message`` to the queue's dead-letter exchange with ``reason``; never raises."""
+    def dead_letter(self, message, reason, body=None):
+        """Send ``message`` to the queue's dead-letter exchange with ``reason``; never raises.
+
+        ``body`` replaces the message's own body in the copy, if given.
+        """
         dead_letter = self.queue_spec.dead_letter
         log.warning("%s: dead-lettering message %s: %s", self,
                     shown(message.properties.get("message_id")), reason)
@@ -434,10 +442,11 @@ class Handle(Consumer):
             extra_headers={REASON_HEADER: reason[:MAX_REASON_LENGTH],
                            QUEUE_HEADER: self.queue_name},
             mandatory=False,
+            body=body,
         )
 
     def republish(self, message, exchange, routing_key, extra_headers, mandatory=True,
-                  content_type=None):
+                  content_type=None, body=None):
         """Publish a confirmed copy of ``message``, then ack the original.
 
         Until the copy is confirmed the original stays unacked, so a crash in between can
@@ -454,7 +463,10 @@ class Handle(Consumer):
                 ORIGINAL_ROUTING_KEY_HEADER: original_routing_key,
                 **extra_headers,
             })
-            body, content_encoding = copied_body(message)
+            if body is None:
+                body, content_encoding = copied_body(message)
+            else:
+                content_encoding = "binary"
             content_type = content_type or message.content_type
             self.republisher.publish(
                 body,

@@ -109,7 +109,9 @@ def shown(value):
     """``value`` for a reason text: short, and never raising (the repr of a 5,000-digit int
     does)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if abs(value) < 10 ** 30 else f"(an integer of {value.bit_length()} bits)"
+        if abs(value) < 10 ** 30:
+            return str(value)
+        return f"(an integer of {value.bit_length()} bits)"
     if isinstance(value, (str, bytes, bool, float)) or value is None:
         return reprlib.repr(value)
     return f"(a {type(value).__name__})"

@@ -45,7 +45,8 @@ def _whole_pattern(validator, pattern, instance, schema):
     # jsonschema's own "pattern" is re.search, where "$" also matches before a final newline;
     # the compiled check (fastjsonschema) reads "$" as the end of the string, and so must this
     if validator.is_type(instance, "string") and not field_pattern_regex(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match the pattern {field_pattern(pattern)!r}")
+        yield ValidationError(
+            f"{instance!r} does not match the pattern {field_pattern(pattern)!r}")
 
 
 # JSON Schema's "integer" admits 1.0 and Python's bool is an int; a quantity of 1.0 or true

@@ -69,7 +69,7 @@ def order(item="widget-A", **fields):
 
 def dead_letters_of(vhost, container, publishes):
     """Publish each ``(message_id, body, properties)`` of ``publishes``, then a valid order;
-    return the dead letters' reasons by message id once every one of them is dead-lettered,
+    return the dead letters by message id once every one of them is dead-lettered,
     after checking that the valid order was processed and the consumer is still there."""
     for message_id, body, properties in publishes:
         vhost.publish("orders", "order.placed", body, message_id=message_id, **properties)
@@ -83,7 +83,11 @@ def dead_letters_of(vhost, container, publishes):
     assert container.started
     assert vhost.consumers("order_placed_queue") == 1
     assert vhost.depth("order_placed_queue") == 0
-    return {m["properties"]["message_id"]: m["headers"].get("x-rejected-reason") for m in dead}
+    return {m["properties"]["message_id"]: m for m in dead}
+
+
+def reasons(dead):
+    return {message_id: m["headers"].get("x-rejected-reason") for message_id, m in dead.items()}
 
 
 BAD_HEADERS = {
@@ -110,11 +114,11 @@ def test_a_header_of_the_wrong_type_is_dead_lettered_naming_it_and_consuming_goe
     container = container_factory(Consumer, config)
     container.start()
 
-    reasons = dead_letters_of(vhost, container, [
+    dead = dead_letters_of(vhost, container, [
         (name, VALID_ORDER, {"headers": headers})
         for name, (headers, _) in BAD_HEADERS.items()])
 
-    assert reasons == {name: reason for name, (_, reason) in BAD_HEADERS.items()}
+    assert reasons(dead) == {name: reason for name, (_, reason) in BAD_HEADERS.items()}
     assert calls == [FINAL_ORDER]
 
 
@@ -123,11 +127,11 @@ def test_a_correlation_id_longer_than_the_outbox_stores_is_dead_lettered(
     container = container_factory(Consumer, config)
     container.start()
 
-    reasons = dead_letters_of(vhost, container, [
+    dead = dead_letters_of(vhost, container, [
         ("long-correlation", VALID_ORDER, {"correlation_id": "c" * 250})])
 
-    assert reasons == {"long-correlation": "invalid message: property 'correlation_id' is 250 "
-                                           "characters long; at most 200 are allowed"}
+    assert reasons(dead) == {"long-correlation": "invalid message: property 'correlation_id' is "
+                                                 "250 characters long; at most 200 are allowed"}
 
 
 def test_an_empty_body_and_a_long_routing_key_header_are_dead_lettered_with_their_reasons(
@@ -135,20 +139,22 @@ def test_an_empty_body_and_a_long_routing_key_header_are_dead_lettered_with_thei
     container = container_factory(Consumer, config)
     container.start()
 
-    reasons = dead_letters_of(vhost, container, [
+    dead = dead_letters_of(vhost, container, [
         ("empty", b"", {"content_type": "application/json"}),
         ("empty-binary", b"", {"content_type": "application/json",
                                "content_encoding": "binary"}),
         ("long-key", VALID_ORDER, {"headers": {"x-original-routing-key": "k" * 300}}),
     ])
 
-    assert reasons == {
+    assert reasons(dead) == {
         "empty": "invalid message: body is not valid JSON: JSONDecodeError: Expecting value: "
                  "line 1 column 1 (char 0)",
         "empty-binary": "invalid message: body is not valid JSON: JSONDecodeError: Expecting "
                         "value: line 1 column 1 (char 0)",
         "long-key": BAD_HEADERS["long-routing-key"][1],
     }
+    assert [dead[name]["body"] for name in ("empty", "empty-binary", "long-key")] == [
+        b"", b"", json.dumps(VALID_ORDER).encode()]
 
 
 def padded(payload, size):
@@ -157,33 +163,24 @@ def padded(payload, size):
     return body[:-1] + b" " * (size - len(body)) + b"}"
 
 
-def test_a_body_over_max_message_bytes_is_dead_lettered_unread(vhost, config, container_factory):
-    container = container_factory(Consumer, {**config, "MAX_MESSAGE_BYTES": 1000})
-    container.start()
-
-    with entrypoint_waiter(container, "on_order_placed", timeout=10):
-        vhost.publish("orders", "order.placed", padded(VALID_ORDER, 1000),
-                      content_type="application/json")
-    reasons = dead_letters_of(vhost, container, [
-        ("over-limit", padded(VALID_ORDER, 1001), {"content_type": "application/json"})])
-
-    assert reasons == {"over-limit": "invalid message: body of 1001 bytes is over the limit of "
-                                     "1000 bytes (MAX_MESSAGE_BYTES)"}
-    assert calls == [VALID_ORDER, FINAL_ORDER]
-
-
-def test_the_default_limit_is_one_mebibyte(vhost, config, container_factory):
-    container = container_factory(Consumer, config)
+@pytest.mark.parametrize("limit, configured", [(1000, True), (1048576, False)],
+                         ids=["configured", "default-1-MiB"])
+def test_a_body_over_max_message_bytes_is_dead_lettered_unread(
+        vhost, config, container_factory, limit, configured):
+    container = container_factory(
+        Consumer, {**config, "MAX_MESSAGE_BYTES": limit} if configured else config)
     container.start()
 
     with entrypoint_waiter(container, "on_order_placed", timeout=20):
-        vhost.publish("orders", "order.placed", padded(VALID_ORDER, 1048576),
+        vhost.publish("orders", "order.placed", padded(VALID_ORDER, limit),
                       content_type="application/json")
-    reasons = dead_letters_of(vhost, container, [
-        ("over-limit", padded(VALID_ORDER, 1048577), {"content_type": "application/json"})])
+    dead = dead_letters_of(vhost, container, [
+        ("over-limit", padded(VALID_ORDER, limit + 1), {"content_type": "application/json"})])
 
-    assert reasons == {"over-limit": "invalid message: body of 1048577 bytes is over the limit "
-                                     "of 1048576 bytes (MAX_MESSAGE_BYTES)"}
+    assert reasons(dead) == {"over-limit": f"invalid message: body of {limit + 1} bytes is over "
+                                           f"the limit of {limit} bytes (MAX_MESSAGE_BYTES); "
+                                           f"the body is dropped"}
+    assert dead["over-limit"]["body"] == b""
     assert calls == [VALID_ORDER, FINAL_ORDER]
 
 
@@ -209,13 +206,13 @@ def test_other_charsets_encodings_and_content_types_are_dead_lettered(
     container.start()
     body = json.dumps(VALID_ORDER).encode()
 
-    reasons = dead_letters_of(vhost, container, [
+    dead = dead_letters_of(vhost, container, [
         ("latin-1", body, {"content_type": "application/json; charset=latin-1"}),
         ("gzip", body, {"content_type": "application/json", "content_encoding": "gzip"}),
         ("xml", body, {"content_type": "application/xml"}),
     ])
 
-    assert reasons == {
+    assert reasons(dead) == {
         "latin-1": "invalid message: unsupported charset in content type "
                    "'application/json; charset=latin-1'; JSON bodies are UTF-8",
         "gzip": "invalid message: unsupported content encoding 'gzip'; expected one of utf-8, "
@@ -251,9 +248,9 @@ def test_an_error_retrying_cannot_fix_is_dead_lettered_at_once(
     container = container_factory(Consumer, config)
     container.start()
 
-    reasons = dead_letters_of(vhost, container, [("permanent", order(item), {})])
+    dead = dead_letters_of(vhost, container, [("permanent", order(item), {})])
 
-    assert reasons == {"permanent": error}
+    assert reasons(dead) == {"permanent": error}
     assert calls == [order(item), FINAL_ORDER]  # one attempt
 
 
@@ -261,7 +258,7 @@ def test_values_the_message_shapes_refuse_are_dead_lettered(vhost, config, conta
     container = container_factory(Consumer, config)
     container.start()
 
-    reasons = dead_letters_of(vhost, container, [
+    dead = dead_letters_of(vhost, container, [
         ("huge-quantity", order(quantity=2 ** 63), {}),
         ("crlf-id", order(order_id="x\r\nSet-Cookie: a=b"), {}),
         ("newline-id", order(order_id="x\n"), {}),
@@ -269,7 +266,7 @@ def test_values_the_message_shapes_refuse_are_dead_lettered(vhost, config, conta
         ("surrogate", order(item="probe-\ud800"), {}),  # json.dumps sends it as "\ud800"
     ])
 
-    assert reasons == {
+    assert reasons(dead) == {
         "huge-quantity": "invalid message: OrderPlaced: field 'quantity': 9223372036854775808 "
                          "is greater than the maximum of 1000000",
         "crlf-id": "invalid message: OrderPlaced: field 'order_id': 'x\\r\\nSet-Cookie: a=b' "
@@ -295,11 +292,11 @@ def test_a_malformed_attempt_header_counts_as_the_last_attempt(
     container = container_factory(Consumer, config)
     container.start()
 
-    reasons = dead_letters_of(vhost, container, [
+    dead = dead_letters_of(vhost, container, [
         ("bad-attempt", order("explode"), {"headers": {"x-attempt": attempt}})])
 
-    assert reasons == {"bad-attempt": f"{shown}: taken as the last attempt; handler failed: "
-                                      f"RuntimeError: transient failure"}
+    assert reasons(dead) == {"bad-attempt": f"{shown}: taken as the last attempt; handler "
+                                            f"failed: RuntimeError: transient failure"}
     assert calls == [order("explode"), FINAL_ORDER]  # no retry
 
 

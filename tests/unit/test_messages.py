@@ -75,7 +75,8 @@ def test_a_quantity_over_the_maximum_is_refused():
     ({**ORDER, "\ud800": 1}, "\ud800"),
 ])
 def test_a_string_with_a_lone_surrogate_is_refused_naming_its_field(payload, field):
-    message = f"OrderPlaced: field {field!r}: holds a lone surrogate, a string no encoding can store"
+    message = (f"OrderPlaced: field {field!r}: holds a lone surrogate, a string no encoding "
+               f"can store")
     with pytest.raises(InvalidMessage) as error:
         check_payload(ORDER_PLACED, payload)
     assert message in str(error.value)
@@ -167,7 +168,8 @@ def nested(depth):
 
 def test_copied_headers_can_always_be_encoded():
     headers = {
-        "huge": 2 ** 64, "huger": 10 ** 5000, "old": datetime(1900, 1, 1), "decimal": Decimal("1.5"),
+        "huge": 2 ** 64, "huger": 10 ** 5000, "old": datetime(1900, 1, 1),
+        "decimal": Decimal("1.5"),
         "deep": nested(40),
         "table": {"k" * 300: 1, "ok": "\ud800"}, "set": {1, 2}, "fine": [1, "a", b"b", None],
     }
