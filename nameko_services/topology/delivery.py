@@ -21,8 +21,11 @@ from nameko_services.topology.messages import (
 
 #: AMQP short strings (exchange names, routing keys, most properties) hold 255 bytes of UTF-8
 MAX_SHORTSTR_BYTES = 255
-#: nameko's context header holding the ids of the calls that led here: a list of strings
+#: nameko's context headers, each a string, except for the ids of the calls that led here
+NAMEKO_HEADER_PREFIX = f"{HEADER_PREFIX}."
 CALL_ID_STACK_HEADER = f"{HEADER_PREFIX}.call_id_stack"
+#: properties the framework reads, which must be strings if present
+STRING_PROPERTIES = ("correlation_id", "message_id", "content_type", "content_encoding")
 #: string properties a dead-letter or retry copy keeps
 COPIED_PROPERTIES = ("message_id", "correlation_id", "type", "app_id")
 #: tables and lists nested deeper than this are not copied (py-amqp encodes them recursively)
@@ -34,19 +37,24 @@ def check_delivery(message, max_bytes):
     """Raise :class:`InvalidMessage` naming what in ``message`` the framework or nameko could
     not use: a body over ``max_bytes`` (:class:`MessageTooLarge`), or a header, property or
     delivery detail of the wrong type."""
+    # every delivery passes here: the reasons are only formatted for the ones refused
     _check_size(message.body, max_bytes)
-    _check_headers(message.headers)
+    if message.headers:
+        _check_headers(message.headers)
     properties = message.properties
-    for name in ("message_id", "content_type", "content_encoding"):
-        _check_optional_string(f"property {name!r}", properties.get(name))
+    for name in STRING_PROPERTIES:
+        value = properties.get(name)
+        if value is not None and type(value) is not str:
+            raise _wrong_type(f"property {name!r}", "a string", value)
     correlation_id = properties.get("correlation_id")
-    _check_optional_string("property 'correlation_id'", correlation_id)
     if correlation_id is not None and len(correlation_id) > MAX_CORRELATION_ID_LENGTH:
         raise InvalidMessage(f"property 'correlation_id' is {len(correlation_id)} characters "
                              f"long; at most {MAX_CORRELATION_ID_LENGTH} are allowed")
     info = message.delivery_info
     for name in ("exchange", "routing_key"):
-        _check_short_string(f"delivery {name}", info.get(name, ""))
+        value = info.get(name, "")
+        if not is_short_string(value):
+            raise _not_short_string(f"delivery {name}", value)
 
 
 def _check_size(body, max_bytes):
@@ -61,35 +69,30 @@ def _check_size(body, max_bytes):
 
 
 def _check_headers(headers):
-    if headers is None:
-        return
     if not isinstance(headers, dict):
         raise InvalidMessage(f"headers must be a table, not {type(headers).__name__}")
     for name in (ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER):
-        if name in headers:
-            _check_short_string(f"header {name!r}", headers[name])
+        if name in headers and not is_short_string(headers[name]):
+            raise _not_short_string(f"header {name!r}", headers[name])
     for name, value in headers.items():
-        if not isinstance(name, str):
+        if type(name) is not str:
             raise InvalidMessage(f"header names must be strings, not {type(name).__name__}")
         if name == CALL_ID_STACK_HEADER:
-            if not (isinstance(value, list) and all(isinstance(i, str) for i in value)):
-                raise InvalidMessage(f"header {name!r} must be a list of strings, "
-                                     f"not {_type_of(value)}")
-        elif name.startswith(HEADER_PREFIX + "."):
-            _check_optional_string(f"header {name!r}", value, allow_none=False)
+            if not (type(value) is list and all(type(i) is str for i in value)):
+                raise _wrong_type(f"header {name!r}", "a list of strings", value)
+        elif type(value) is not str and name.startswith(NAMEKO_HEADER_PREFIX):
+            raise _wrong_type(f"header {name!r}", "a string", value)
 
 
-def _check_optional_string(what, value, allow_none=True):
-    if not (isinstance(value, str) or (allow_none and value is None)):
-        raise InvalidMessage(f"{what} must be a string, not {_type_of(value)}")
+def _wrong_type(what, expected, value):
+    return InvalidMessage(f"{what} must be {expected}, not {_type_of(value)}")
 
 
-def _check_short_string(what, value):
+def _not_short_string(what, value):
     if not isinstance(value, str):
-        raise InvalidMessage(f"{what} must be a string, not {_type_of(value)}")
-    if not is_short_string(value):
-        raise InvalidMessage(f"{what} is {len(value.encode('utf-8', 'surrogatepass'))} bytes "
-                             f"long; AMQP allows at most {MAX_SHORTSTR_BYTES}")
+        return _wrong_type(what, "a string", value)
+    return InvalidMessage(f"{what} is {len(value.encode('utf-8', 'surrogatepass'))} bytes "
+                          f"long; AMQP allows at most {MAX_SHORTSTR_BYTES}")
 
 
 def is_short_string(value):
@@ -125,14 +128,14 @@ def original_route(message):
     """
     headers = message.headers if isinstance(message.headers, dict) else {}
     info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
-    return (
-        _first_short_string(headers.get(ORIGINAL_EXCHANGE_HEADER), info.get("exchange")),
-        _first_short_string(headers.get(ORIGINAL_ROUTING_KEY_HEADER), info.get("routing_key")),
-    )
+    return (_route_part(headers.get(ORIGINAL_EXCHANGE_HEADER), info.get("exchange")),
+            _route_part(headers.get(ORIGINAL_ROUTING_KEY_HEADER), info.get("routing_key")))
 
 
-def _first_short_string(*values):
-    return next((value for value in values if is_short_string(value)), "")
+def _route_part(original, delivered):
+    if original is not None and is_short_string(original):
+        return original
+    return delivered if is_short_string(delivered) else ""
 
 
 def attempt_of(message, max_attempts):
