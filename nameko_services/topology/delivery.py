@@ -39,8 +39,7 @@ def check_delivery(message, max_bytes):
     delivery detail of the wrong type."""
     # every delivery passes here: the reasons are only formatted for the ones refused
     _check_size(message.body, max_bytes)
-    if message.headers:
-        _check_headers(message.headers)
+    check_headers(message.headers)
     properties = message.properties
     for name in STRING_PROPERTIES:
         value = properties.get(name)
@@ -68,7 +67,11 @@ def _check_size(body, max_bytes):
                               f"({MAX_MESSAGE_BYTES_CONFIG_KEY})")
 
 
-def _check_headers(headers):
+def check_headers(headers):
+    """Raise :class:`InvalidMessage` naming the first header of ``headers`` that the framework
+    or nameko reads and could not use."""
+    if not headers:
+        return
     if not isinstance(headers, dict):
         raise InvalidMessage(f"headers must be a table, not {type(headers).__name__}")
     for name in (ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER):

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from amqp.exceptions import AMQPError
 from hypothesis import HealthCheck, Phase, given, settings
-from kombu import Connection, Exchange, Producer
+from kombu import Connection, Exchange, Producer, Queue
 from nameko.rpc import rpc
+from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
 from nameko_services.topology import MessagePublisher, handle
+from nameko_services.topology import rpc as topology_rpc
 from nameko_services.topology.exceptions import MessageTooLarge
 from tests.support.broker import wait_for
 from tests.support.hostile import wire_deliveries
@@ -51,6 +53,14 @@ class Publishing:
     @rpc
     def place(self, payload):
         return self.publish("OrderPlaced", payload)
+
+
+class Echo:
+    name = "echo"
+
+    @topology_rpc
+    def echo(self, value):
+        return value
 
 
 @pytest.fixture(autouse=True)
@@ -384,3 +394,26 @@ def test_hundreds_of_generated_deliveries_are_each_handled_or_dead_lettered_with
     assert container.started
     assert vhost.consumers("order_placed_queue") == 1
     assert vhost.depth("order_placed_queue") == 0
+
+
+def test_an_rpc_request_with_a_bad_context_header_gets_an_error_reply_and_rpc_goes_on(
+        vhost, config, container_factory):
+    container = container_factory(Echo, config)
+    container.start()
+    with Connection(vhost.amqp_uri) as connection:  # where the replies to our request go
+        Queue("probe_replies", Exchange("nameko-rpc", type="topic", durable=True, no_declare=True),
+              routing_key="probe_replies")(connection.default_channel).declare()
+
+    vhost.publish("nameko-rpc", "echo.echo", {"args": ["hello"], "kwargs": {}},
+                  reply_to="probe_replies", correlation_id="probe-1",
+                  headers={"nameko.call_id_stack": 5})
+
+    [reply] = wait_for(lambda: vhost.take_messages("probe_replies"), timeout=10,
+                       description="the error reply")
+    assert reply["properties"]["correlation_id"] == "probe-1"
+    error = json.loads(reply["body"])["error"]
+    assert (error["exc_type"], error["value"]) == (
+        "InvalidMessage", "header 'nameko.call_id_stack' must be a list of strings, not int")
+    with ClusterRpcProxy(config) as proxy:
+        assert proxy.echo.echo("still here") == "still here"
+    assert container.started
