@@ -299,7 +299,8 @@ class Handle(Consumer):
         self.topology = topology
         self.queue_spec = topology.queue(self.queue_name)
         self.queue = topology.kombu_queue(self.queue_name)
-        self.max_message_bytes = max_message_bytes(self.container.config)
+        self.max_message_bytes = (
+            self.queue_spec.max_message_bytes or max_message_bytes(self.container.config))
         self.republisher = PublisherCore(self.container.config[AMQP_URI_CONFIG_KEY])
         self.batches = None if self.batch_size is None else CoalescedDeliveries(
             self.batch_size, spawn=self.spawn_thread, handle=self.handle_messages)

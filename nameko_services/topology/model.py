@@ -70,6 +70,7 @@ class QueueSpec:
     delivery_limit: int = None
     arguments: dict = field(default_factory=dict)
     retry: RetrySpec = field(default_factory=RetrySpec)
+    max_message_bytes: int = None  # None: the container's MAX_MESSAGE_BYTES
 
     @property
     def broker_arguments(self):

@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
+import yaml
 from amqp.exceptions import AMQPError
 from hypothesis import HealthCheck, Phase, given, settings
 from kombu import Connection, Exchange, Producer, Queue
@@ -167,18 +168,34 @@ def test_an_empty_body_and_a_long_routing_key_header_are_dead_lettered_with_thei
         b"", b"", json.dumps(VALID_ORDER).encode()]
 
 
+def topology_with(tmp_path, queue, **options):
+    """A copy of the repository's topology.yaml with ``options`` added to ``queue``."""
+    document = yaml.safe_load(REPO_TOPOLOGY.read_text())
+    for spec in document["queues"]:
+        if spec["name"] == queue:
+            spec.update(options)
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def padded(payload, size):
     """``payload`` as JSON of exactly ``size`` bytes (spaces before the closing brace)."""
     body = json.dumps(payload).encode()
     return body[:-1] + b" " * (size - len(body)) + b"}"
 
 
-@pytest.mark.parametrize("limit, configured", [(1000, True), (1048576, False)],
-                         ids=["configured", "default-1-MiB"])
+@pytest.mark.parametrize("limit, configured, per_queue", [
+    (1000, 1000, None), (1048576, None, None), (500, 1000, 500),
+], ids=["configured", "default-1-MiB", "the-queue's-max_message_bytes-first"])
 def test_a_body_over_max_message_bytes_is_dead_lettered_unread(
-        vhost, config, container_factory, limit, configured):
-    container = container_factory(
-        Consumer, {**config, "MAX_MESSAGE_BYTES": limit} if configured else config)
+        vhost, config, container_factory, tmp_path, limit, configured, per_queue):
+    if configured:
+        config = {**config, "MAX_MESSAGE_BYTES": configured}
+    if per_queue:
+        config = {**config, "TOPOLOGY_FILE": str(topology_with(
+            tmp_path, "order_placed_queue", max_message_bytes=per_queue))}
+    container = container_factory(Consumer, config)
     container.start()
 
     with entrypoint_waiter(container, "on_order_placed", timeout=20):

@@ -216,6 +216,7 @@ def test_section_must_be_a_list(problems, document):
     ("message_ttl", -1, 0),
     ("delivery_limit", -1, 0),
     ("retry", {"max_attempts": 0}, 1),
+    ("max_message_bytes", 0, 1),
 ])
 def test_below_minimum(only_problem, document, option, value, minimum):
     document["queues"][0][option] = value
