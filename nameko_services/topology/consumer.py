@@ -370,9 +370,8 @@ class Handle(Consumer):
 
     def decode(self, message):
         """The message's payload, checked against its declared message type."""
-        check_delivery(message, self.max_message_bytes)
+        exchange, routing_key = check_delivery(message, self.max_message_bytes)
         payload = decode_body(message)
-        exchange, routing_key = original_route(message)
         spec = self.topology.message_for_route(exchange, routing_key)
         if spec is None:
             raise InvalidMessage(

@@ -34,12 +34,16 @@ _INT64_MIN, _INT64_MAX, _UINT64_MAX = -2 ** 63, 2 ** 63 - 1, 2 ** 64 - 1
 
 
 def check_delivery(message, max_bytes):
-    """Raise :class:`InvalidMessage` naming what in ``message`` the framework or nameko could
-    not use: a body over ``max_bytes`` (:class:`MessageTooLarge`), or a header, property or
-    delivery detail of the wrong type."""
+    """The (exchange, routing key) ``message`` was first published with, across re-publishes.
+
+    :raises InvalidMessage: naming what in ``message`` the framework or nameko could not use: a
+        body over ``max_bytes`` (:class:`MessageTooLarge`), or a header, property or delivery
+        detail of the wrong type.
+    """
     # every delivery passes here: the reasons are only formatted for the ones refused
     _check_size(message.body, max_bytes)
-    check_headers(message.headers)
+    headers = message.headers
+    check_headers(headers)
     properties = message.properties
     for name in STRING_PROPERTIES:
         value = properties.get(name)
@@ -50,10 +54,14 @@ def check_delivery(message, max_bytes):
         raise InvalidMessage(f"property 'correlation_id' is {len(correlation_id)} characters "
                              f"long; at most {MAX_CORRELATION_ID_LENGTH} are allowed")
     info = message.delivery_info
-    for name in ("exchange", "routing_key"):
-        value = info.get(name, "")
+    exchange, routing_key = info.get("exchange", ""), info.get("routing_key", "")
+    for name, value in (("exchange", exchange), ("routing_key", routing_key)):
         if not is_short_string(value):
             raise _not_short_string(f"delivery {name}", value)
+    if headers:  # checked above
+        exchange = headers.get(ORIGINAL_EXCHANGE_HEADER, exchange)
+        routing_key = headers.get(ORIGINAL_ROUTING_KEY_HEADER, routing_key)
+    return exchange, routing_key
 
 
 def _check_size(body, max_bytes):
@@ -124,11 +132,9 @@ def shown(value):
 
 
 def original_route(message):
-    """(exchange, routing key) the message was first published with, across re-publishes.
-
-    A header that is not a short string (:func:`check_delivery` refuses those) is passed over
-    for the delivery's own exchange and routing key, so that a dead-letter copy can be routed.
-    """
+    """:func:`check_delivery`'s route, for any message: a header that is not a short string is
+    passed over for the delivery's own exchange and routing key, so that a dead-letter copy of
+    even a message it refuses can be routed."""
     headers = message.headers if isinstance(message.headers, dict) else {}
     info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
     return (_route_part(headers.get(ORIGINAL_EXCHANGE_HEADER), info.get("exchange")),
