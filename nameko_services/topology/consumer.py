@@ -27,7 +27,7 @@ With ``batch_size``, the deliveries read in one turn of the event loop share one
                                                  through the diagram above
 
 Whatever a delivery holds, nothing it carries may raise out of the consumer: headers,
-properties and size are checked first (:mod:`~nameko_services.topology.delivery`), and an
+properties and size are checked first (:mod:`~nameko_topology.delivery`), and an
 unexpected error while checking one dead-letters that one with the error as its reason.
 """
 import logging
@@ -42,19 +42,19 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 from sqlalchemy.exc import DataError
 
-from nameko_services.topology.batch import CONNECTION_ERRORS
-from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.delivery import (
+from nameko_topology.batch import CONNECTION_ERRORS
+from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology.delivery import (
     attempt_of, check_delivery, copied_body, copied_headers, copied_properties, is_short_string,
     original_route, shown,
 )
-from nameko_services.topology.exceptions import InvalidMessage, MessageTooLarge, PermanentError
-from nameko_services.topology.gcfreeze import GcFreeze
-from nameko_services.topology.messages import (
+from nameko_topology.exceptions import InvalidMessage, MessageTooLarge, PermanentError
+from nameko_topology.gcfreeze import GcFreeze
+from nameko_topology.messages import (
     ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER,
     QUEUE_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
 )
-from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +451,7 @@ class Handle(Consumer):
 
         Until the copy is confirmed the original stays unacked, so a crash in between can
         duplicate the message but never lose it. The copy holds what AMQP can carry of the
-        original (see :func:`~nameko_services.topology.delivery.copied_headers`), so its
+        original (see :func:`~nameko_topology.delivery.copied_headers`), so its
         content cannot make the publish fail; if the broker is what fails, the original is
         rejected, which dead-letters it without the extra headers.
         """

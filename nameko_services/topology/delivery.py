@@ -13,8 +13,8 @@ from datetime import datetime
 
 from nameko.constants import HEADER_PREFIX
 
-from nameko_services.topology.exceptions import InvalidMessage, MessageTooLarge
-from nameko_services.topology.messages import (
+from nameko_topology.exceptions import InvalidMessage, MessageTooLarge
+from nameko_topology.messages import (
     ATTEMPT_HEADER, MAX_CORRELATION_ID_LENGTH, MAX_MESSAGE_BYTES_CONFIG_KEY,
     ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER,
 )

@@ -11,8 +11,8 @@ import uuid
 import fastjsonschema
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from nameko_services.topology.exceptions import InvalidMessage, MessageTooLarge
-from nameko_services.topology.validation import field_pattern, field_pattern_regex
+from nameko_topology.exceptions import InvalidMessage, MessageTooLarge
+from nameko_topology.validation import field_pattern, field_pattern_regex
 
 #: headers the framework adds when it re-publishes a message (retry or dead-letter copy)
 REASON_HEADER = "x-rejected-reason"

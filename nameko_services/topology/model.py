@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 from kombu import Exchange, Queue, binding
 
-from nameko_services.topology.exceptions import TopologyError
-from nameko_services.topology.validation import validate_document, whole_value_pattern
+from nameko_topology.exceptions import TopologyError
+from nameko_topology.validation import validate_document, whole_value_pattern
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "object", "array")
 

@@ -25,12 +25,12 @@ from sqlalchemy import (
     Column, Float, Integer, MetaData, String, Table, Text, bindparam, delete, or_, select, update,
 )
 
-from nameko_services.topology.batch import BatchPublisher
-from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.messages import (
+from nameko_topology.batch import BatchPublisher
+from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology.messages import (
     MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
 )
-from nameko_services.topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Outbox(DependencyProvider):
 
     :Parameters:
         database: attribute name of the service's
-            :class:`~nameko_services.topology.database.Database` dependency.
+            :class:`~nameko_topology.database.Database` dependency.
 
     Example::
 

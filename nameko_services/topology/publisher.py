@@ -4,8 +4,8 @@ from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from nameko.messaging import HeaderEncoder
 
-from nameko_services.topology.declarer import TopologyDeclarer
-from nameko_services.topology.messages import max_message_bytes, outgoing
+from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology.messages import max_message_bytes, outgoing
 
 CORRELATION_ID_CONTEXT_KEY = "correlation_id"
 
@@ -21,7 +21,7 @@ class MessagePublisher(DependencyProvider, HeaderEncoder):
     The correlation id defaults to the one of the message or call being handled.
 
     Publishing straight from a handler is not atomic with the handler's database work; use
-    :class:`~nameko_services.topology.outbox.Outbox` where that matters.
+    :class:`~nameko_topology.outbox.Outbox` where that matters.
 
     Example::
 

@@ -23,11 +23,11 @@ from nameko.constants import (
     NON_PERSISTENT, SERIALIZER_CONFIG_KEY,
 )
 
-from nameko_services.topology.batch import CONNECTION_ERRORS, HeldChannel
-from nameko_services.topology.consumer import ResilientQueueConsumer
-from nameko_services.topology.delivery import check_headers
-from nameko_services.topology.exceptions import InvalidMessage
-from nameko_services.topology.gcfreeze import GcFreeze
+from nameko_topology.batch import CONNECTION_ERRORS, HeldChannel
+from nameko_topology.consumer import ResilientQueueConsumer
+from nameko_topology.delivery import check_headers
+from nameko_topology.exceptions import InvalidMessage
+from nameko_topology.gcfreeze import GcFreeze
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
-from nameko_services.topology import MessagePublisher, handle
-from nameko_services.topology import rpc as topology_rpc
-from nameko_services.topology.exceptions import MessageTooLarge
-from tests.support.broker import wait_for
-from tests.support.hostile import wire_deliveries
+from nameko_topology import MessagePublisher, handle
+from nameko_topology import rpc as topology_rpc
+from nameko_topology.exceptions import MessageTooLarge
+from nameko_topology.testing.broker import wait_for
+from tests.nameko_topology.hostile import wire_deliveries
 
 pytestmark = pytest.mark.integration
 

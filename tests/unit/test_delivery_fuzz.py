@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from nameko.containers import WorkerContext
 from nameko.messaging import HeaderEncoder
 
-from nameko_services.topology import Handle
-from nameko_services.topology.messages import ATTEMPT_HEADER, REASON_HEADER
-from nameko_services.topology.model import RetrySpec, load_topology
-from tests.support.hostile import (
+from nameko_topology import Handle
+from nameko_topology.messages import ATTEMPT_HEADER, REASON_HEADER
+from nameko_topology.model import RetrySpec, load_topology
+from tests.nameko_topology.hostile import (
     READ_HEADERS, any_text, header_tables, wire_deliveries, wire_values,
 )
 

@@ -10,11 +10,11 @@ from unittest.mock import Mock
 import pytest
 from amqp.serialization import dumps
 
-from nameko_services.topology.delivery import attempt_of, copied_headers, copied_properties
-from nameko_services.topology.exceptions import InvalidMessage, MessageTooLarge
-from nameko_services.topology.messages import check_payload, decode_body, outgoing
-from nameko_services.topology.model import load_topology
-from nameko_services.topology.outbox import _OutboxHandle
+from nameko_topology.delivery import attempt_of, copied_headers, copied_properties
+from nameko_topology.exceptions import InvalidMessage, MessageTooLarge
+from nameko_topology.messages import check_payload, decode_body, outgoing
+from nameko_topology.model import load_topology
+from nameko_topology.outbox import _OutboxHandle
 
 TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "topology.yaml")
 ORDER_PLACED = TOPOLOGY.message("OrderPlaced")
@@ -54,7 +54,7 @@ def _spec_with(tmp_path, field):
 
 def test_a_payload_the_compiled_check_refuses_is_refused_even_if_jsonschema_would_not(
         monkeypatch):
-    from nameko_services.topology import messages
+    from nameko_topology import messages
 
     check_payload(ORDER_PLACED, ORDER)  # builds the checker
     checker = messages._checkers[ORDER_PLACED]

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from nameko_services.topology.exceptions import TopologyError
-from nameko_services.topology.model import load_topology
+from nameko_topology.exceptions import TopologyError
+from nameko_topology.model import load_topology
 
 REPO_TOPOLOGY = Path(__file__).resolve().parents[2] / "topology.yaml"
 
@@ -101,7 +101,7 @@ def test_valid_document_loads(load, document):
 
 def test_schema_is_a_valid_draft_2020_12_schema():
     schema = json.loads(
-        resources.files("nameko_services.topology").joinpath("schema.json").read_text()
+        resources.files("nameko_topology").joinpath("schema.json").read_text()
     )
     Draft202012Validator.check_schema(schema)
 
