@@ -8,7 +8,7 @@ validation and the ack/retry/dead-letter decision itself::
                   |
                   +--> handler --returns------------------------------> ack
                            |
-                           +--raises PermanentError-------------------> dead-letter (reason)
+                           +--raises a PERMANENT_ERRORS one-----------> dead-letter (reason)
                            +--raises anything else--> attempts left? --> re-queue copy, ack
                                                           no ---------> dead-letter (reason)
 
@@ -25,8 +25,13 @@ With ``batch_size``, the deliveries read in one turn of the event loop share one
                            |
                            +--raises anything--> each message alone, as a batch of one,
                                                  through the diagram above
+
+Whatever a delivery holds, nothing it carries may raise out of the consumer: headers,
+properties and size are checked first (:mod:`~nameko_topology.delivery`), and an
+unexpected error while checking one dead-letters that one with the error as its reason.
 """
 import logging
+import sqlite3
 from collections import namedtuple
 from functools import partial
 
@@ -35,20 +40,36 @@ from nameko.amqp.publish import Publisher as PublisherCore
 from nameko.constants import AMQP_URI_CONFIG_KEY, HEADER_PREFIX
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
+from sqlalchemy.exc import DataError
 
 from nameko_topology.batch import CONNECTION_ERRORS
 from nameko_topology.declarer import TopologyDeclarer
-from nameko_topology.exceptions import InvalidMessage, PermanentError
-from nameko_topology.gcfreeze import GcFreeze
-from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
-from nameko_topology.messages import (
-    ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER, QUEUE_HEADER,
-    REASON_HEADER, check_payload, decode_body,
+from nameko_topology.delivery import (
+    attempt_of, check_delivery, copied_body, copied_headers, copied_properties, is_short_string,
+    original_route, shown,
 )
+from nameko_topology.exceptions import InvalidMessage, MessageTooLarge, PermanentError
+from nameko_topology.gcfreeze import GcFreeze
+from nameko_topology.messages import (
+    ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER,
+    QUEUE_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
+)
+from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
 
 PREFETCH_COUNT_CONFIG_KEY = "PREFETCH_COUNT"
+#: the longest reason a dead letter's ``x-rejected-reason`` header carries
+MAX_REASON_LENGTH = 1000
+
+#: What a handler may raise that retrying cannot fix: the same message would raise it again on
+#: every attempt, so it is dead-lettered at once. The framework's own verdicts, a number too big
+#: for its column or type (``OverflowError``; SQLAlchemy's ``DataError``, which wraps the
+#: DBAPI's ``DataError``, and sqlite3's own), and a string the driver cannot encode
+#: (``UnicodeError``: a lone surrogate). Anything else is taken as transient and retried.
+PERMANENT_ERRORS = (
+    PermanentError, InvalidMessage, OverflowError, UnicodeError, DataError, sqlite3.DataError,
+)
 
 
 
@@ -278,6 +299,8 @@ class Handle(Consumer):
         self.topology = topology
         self.queue_spec = topology.queue(self.queue_name)
         self.queue = topology.kombu_queue(self.queue_name)
+        self.max_message_bytes = (
+            self.queue_spec.max_message_bytes or max_message_bytes(self.container.config))
         self.republisher = PublisherCore(self.container.config[AMQP_URI_CONFIG_KEY])
         self.batches = None if self.batch_size is None else CoalescedDeliveries(
             self.batch_size, spawn=self.spawn_thread, handle=self.handle_messages)
@@ -301,9 +324,18 @@ class Handle(Consumer):
         invalid."""
         try:
             return Delivery(message, self.decode(message))
+        except MessageTooLarge as exc:
+            # a copy of the body would hold (and the broker store) the very bytes the limit is
+            # there to keep out; the copy keeps the headers and properties
+            self.dead_letter(message, f"invalid message: {exc}; the body is dropped",
+                             body=b"")
         except InvalidMessage as exc:
             self.dead_letter(message, f"invalid message: {exc}")
-            return None
+        except Exception as exc:  # the last line of defence: a check that itself failed
+            log.exception("%s: checking a message failed", self)
+            self.dead_letter(message, f"invalid message: checking it failed: "
+                                      f"{type(exc).__name__}: {exc}")
+        return None
 
     def run_worker(self, deliveries):
         """Spawn the worker that hands the handler the payloads of ``deliveries``: the list of
@@ -338,8 +370,8 @@ class Handle(Consumer):
 
     def decode(self, message):
         """The message's payload, checked against its declared message type."""
+        exchange, routing_key = check_delivery(message, self.max_message_bytes)
         payload = decode_body(message)
-        exchange, routing_key = original_route(message)
         spec = self.topology.message_for_route(exchange, routing_key)
         if spec is None:
             raise InvalidMessage(
@@ -369,11 +401,14 @@ class Handle(Consumer):
 
     def handle_failure(self, message, exc):
         """Dead-letter ``message``, whose handler raised ``exc``, or retry it."""
-        if isinstance(exc, (PermanentError, InvalidMessage)):
+        if isinstance(exc, PERMANENT_ERRORS):
             self.dead_letter(message, f"{type(exc).__name__}: {exc}")
             return
-        attempt = attempt_of(message)
         retry = self.queue_spec.retry
+        attempt, problem = attempt_of(message, retry.max_attempts)
+        if problem is not None:
+            self.dead_letter(message, f"{problem}; handler failed: {type(exc).__name__}: {exc}")
+            return
         if attempt >= retry.max_attempts:
             self.dead_letter(
                 message, f"handler failed {attempt} times, last: {type(exc).__name__}: {exc}")
@@ -386,11 +421,14 @@ class Handle(Consumer):
                        extra_headers={ATTEMPT_HEADER: attempt + 1},
                        content_type=message.content_type or JSON_CONTENT_TYPE)
 
-    def dead_letter(self, message, reason):
-        """Send ``message`` to the queue's dead-letter exchange with ``reason``; never raises."""
+    def dead_letter(self, message, reason, body=None):
+        """Send ``message`` to the queue's dead-letter exchange with ``reason``; never raises.
+
+        ``body`` replaces the message's own body in the copy, if given.
+        """
         dead_letter = self.queue_spec.dead_letter
-        log.warning("%s: dead-lettering message %s: %s", self, message.properties.get(
-            "message_id"), reason)
+        log.warning("%s: dead-lettering message %s: %s", self,
+                    shown(message.properties.get("message_id")), reason)
         if dead_letter is None:
             log.error("%s: queue %r has no dead_letter exchange; the message is dropped",
                       self, self.queue_name)
@@ -401,40 +439,45 @@ class Handle(Consumer):
             message,
             exchange=dead_letter.exchange,
             routing_key=dead_letter.routing_key or routing_key,
-            extra_headers={REASON_HEADER: reason[:1000], QUEUE_HEADER: self.queue_name},
+            extra_headers={REASON_HEADER: reason[:MAX_REASON_LENGTH],
+                           QUEUE_HEADER: self.queue_name},
             mandatory=False,
+            body=body,
         )
 
     def republish(self, message, exchange, routing_key, extra_headers, mandatory=True,
-                  content_type=None):
+                  content_type=None, body=None):
         """Publish a confirmed copy of ``message``, then ack the original.
 
         Until the copy is confirmed the original stays unacked, so a crash in between can
-        duplicate the message but never lose it. If the copy cannot be published the
-        original is rejected, which dead-letters it without the extra headers.
+        duplicate the message but never lose it. The copy holds what AMQP can carry of the
+        original (see :func:`~nameko_topology.delivery.copied_headers`), so its
+        content cannot make the publish fail; if the broker is what fails, the original is
+        rejected, which dead-letters it without the extra headers.
         """
-        original_exchange, original_routing_key = original_route(message)
-        headers = dict(message.headers or {})
-        headers.update({
-            ORIGINAL_EXCHANGE_HEADER: original_exchange,
-            ORIGINAL_ROUTING_KEY_HEADER: original_routing_key,
-            **extra_headers,
-        })
-        properties = {
-            key: message.properties[key]
-            for key in ("message_id", "correlation_id", "type", "timestamp", "app_id")
-            if message.properties.get(key) is not None
-        }
         try:
+            original_exchange, original_routing_key = original_route(message)
+            headers = copied_headers(message.headers)
+            headers.update({
+                ORIGINAL_EXCHANGE_HEADER: original_exchange,
+                ORIGINAL_ROUTING_KEY_HEADER: original_routing_key,
+                **extra_headers,
+            })
+            if body is None:
+                body, content_encoding = copied_body(message)
+            else:
+                content_encoding = "binary"
+            content_type = content_type or message.content_type
             self.republisher.publish(
-                message.body,
+                body,
                 exchange=exchange,
                 routing_key=routing_key,
                 headers=headers,
-                content_type=content_type or message.content_type or "application/octet-stream",
-                content_encoding=message.content_encoding or "binary",
+                content_type=(content_type if is_short_string(content_type) and content_type
+                              else "application/octet-stream"),
+                content_encoding=content_encoding,
                 mandatory=mandatory,
-                **properties,
+                **copied_properties(message.properties),
             )
         except Exception:
             log.exception("%s: could not re-publish message to %r; rejecting it", self, exchange)
@@ -445,21 +488,6 @@ class Handle(Consumer):
     def __repr__(self):
         service = getattr(getattr(self, "container", None), "service_name", "?")
         return f"<Handle {self.queue_name} [{service}.{getattr(self, 'method_name', '?')}]>"
-
-
-def original_route(message):
-    """(exchange, routing key) the message was first published with, across re-publishes."""
-    headers = message.headers or {}
-    info = message.delivery_info
-    return (
-        headers.get(ORIGINAL_EXCHANGE_HEADER, info.get("exchange", "")),
-        headers.get(ORIGINAL_ROUTING_KEY_HEADER, info.get("routing_key", "")),
-    )
-
-
-def attempt_of(message):
-    attempt = (message.headers or {}).get(ATTEMPT_HEADER, 1)
-    return attempt if isinstance(attempt, int) and attempt >= 1 else 1
 
 
 def handle(queue_name, batch_size=None, **kwargs):

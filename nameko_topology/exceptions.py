@@ -30,6 +30,10 @@ class InvalidMessage(Exception):
     """A delivered or outgoing message that does not match its declared shape."""
 
 
+class MessageTooLarge(InvalidMessage):
+    """A message body over the configured ``MAX_MESSAGE_BYTES``."""
+
+
 class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed: dead-letter it at once.
 

@@ -13,7 +13,7 @@ import yaml
 from kombu import Exchange, Queue, binding
 
 from nameko_topology.exceptions import TopologyError
-from nameko_topology.validation import validate_document
+from nameko_topology.validation import validate_document, whole_value_pattern
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "object", "array")
 
@@ -70,6 +70,7 @@ class QueueSpec:
     delivery_limit: int = None
     arguments: dict = field(default_factory=dict)
     retry: RetrySpec = field(default_factory=RetrySpec)
+    max_message_bytes: int = None  # None: the container's MAX_MESSAGE_BYTES
 
     @property
     def broker_arguments(self):
@@ -106,6 +107,7 @@ class FieldSpec:
     max_length: int = None
     minimum: float = None
     maximum: float = None
+    pattern: str = None  # the whole value must match it
 
     def json_schema(self):
         schema = {"type": self.type}
@@ -114,6 +116,7 @@ class FieldSpec:
             ("maxLength", self.max_length),
             ("minimum", self.minimum),
             ("maximum", self.maximum),
+            ("pattern", None if self.pattern is None else whole_value_pattern(self.pattern)),
         ):
             if value is not None:
                 schema[keyword] = value

@@ -27,7 +27,9 @@ from sqlalchemy import (
 
 from nameko_topology.batch import BatchPublisher
 from nameko_topology.declarer import TopologyDeclarer
-from nameko_topology.messages import check_payload, outgoing
+from nameko_topology.messages import (
+    MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
+)
 from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def outbox_table(metadata, service_name):
         Column("message_type", String(200), nullable=False),
         Column("exchange", String(255), nullable=False),
         Column("routing_key", String(255), nullable=False),
-        Column("correlation_id", String(200), nullable=False),
+        Column("correlation_id", String(MAX_CORRELATION_ID_LENGTH), nullable=False),
         Column("body", Text, nullable=False),
         Column("created_at", Float, nullable=False),
         Column("claimed_by", String(64)),
@@ -59,7 +61,8 @@ def outbox_table(metadata, service_name):
 class Outbox(DependencyProvider):
     """Injects an outbox whose ``add(connection, message_type, payload)`` stages a message.
 
-    The message is checked against its type in ``topology.yaml`` and written through
+    The message is checked against its type in ``topology.yaml`` (and against
+    ``MAX_MESSAGE_BYTES``: ``MessageTooLarge`` if over) and written through
     ``connection``, so it is committed or rolled back with the rest of the transaction. After the
     worker ends, the container's relay publishes it (persistent, confirmed, mandatory).
 
@@ -92,6 +95,7 @@ class Outbox(DependencyProvider):
         self.table = table = outbox_table(MetaData(), self.container.service_name)
         self.database.create(self.table.metadata)
         self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
+        self.max_message_bytes = max_message_bytes(self.container.config)
         self.relay_id = uuid.uuid4().hex
         # built once: the relay runs them after every worker that staged a message
         self._own_rows = (select(table).where(table.c.claimed_by == self.relay_id)
@@ -236,7 +240,8 @@ class _OutboxHandle:
         rows = []
         for payload, message_id in zip(payloads, message_ids or [None] * len(payloads)):
             message = outgoing(spec, payload, message_id=message_id,
-                               correlation_id=correlation_id)
+                               correlation_id=correlation_id,
+                               max_bytes=outbox.max_message_bytes)
             rows.append({
                 "message_id": message["message_id"], "message_type": message_type,
                 "exchange": message["exchange"], "routing_key": message["routing_key"],

@@ -5,7 +5,7 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import HeaderEncoder
 
 from nameko_topology.declarer import TopologyDeclarer
-from nameko_topology.messages import outgoing
+from nameko_topology.messages import max_message_bytes, outgoing
 
 CORRELATION_ID_CONTEXT_KEY = "correlation_id"
 
@@ -16,8 +16,9 @@ class MessagePublisher(DependencyProvider, HeaderEncoder):
     The exchange and routing key come from the message type in ``topology.yaml``; the payload
     is checked against the type's fields before anything is sent. Messages are persistent,
     published with confirms and ``mandatory``: an unroutable message raises
-    ``nameko.amqp.publish.UndeliverableMessage`` instead of vanishing. The correlation id
-    defaults to the one of the message or call being handled.
+    ``nameko.amqp.publish.UndeliverableMessage`` instead of vanishing. A payload whose body
+    would be over ``MAX_MESSAGE_BYTES`` raises ``MessageTooLarge`` (an ``InvalidMessage``).
+    The correlation id defaults to the one of the message or call being handled.
 
     Publishing straight from a handler is not atomic with the handler's database work; use
     :class:`~nameko_topology.outbox.Outbox` where that matters.
@@ -37,6 +38,7 @@ class MessagePublisher(DependencyProvider, HeaderEncoder):
     def setup(self):
         self.publisher = PublisherCore(
             self.container.config[AMQP_URI_CONFIG_KEY], use_confirms=True, mandatory=True)
+        self.max_message_bytes = max_message_bytes(self.container.config)
 
     def get_dependency(self, worker_ctx):
         topology = self.declarer.topology
@@ -46,6 +48,7 @@ class MessagePublisher(DependencyProvider, HeaderEncoder):
             message = outgoing(
                 topology.message(message_type), payload, message_id=message_id,
                 correlation_id=correlation_id or worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY),
+                max_bytes=self.max_message_bytes,
             )
             self.publisher.publish(message.pop("body"), headers=headers, **message)
             return message["message_id"]

@@ -7,8 +7,13 @@ whole container. Here the lost reply is logged instead: the request was never ac
 broker redelivers it once the connection is back, while the caller's wait ends in its timeout
 (or in the reply of the redelivered request). RPC methods must therefore be safe to run twice,
 as ``place_order`` is with its order id.
+
+A request whose nameko context headers have the wrong type (``nameko.call_id_stack`` not a list
+of strings) would raise inside nameko's worker set-up and kill the container too; it gets an
+error reply naming the header instead.
 """
 import logging
+import sys
 
 import kombu.serialization
 from eventlet.semaphore import Semaphore
@@ -19,9 +24,10 @@ from nameko.constants import (
 )
 
 from nameko_topology.batch import HeldChannel
-from nameko_topology.exceptions import CONNECTION_ERRORS
 from nameko_topology.compat import Responder
 from nameko_topology.consumer import ResilientQueueConsumer
+from nameko_topology.delivery import check_headers
+from nameko_topology.exceptions import CONNECTION_ERRORS, InvalidMessage
 from nameko_topology.gcfreeze import GcFreeze
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,14 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
     def stop(self):
         super().stop()
         self.reply_publisher.close()
+
+    def handle_message(self, body, message):
+        try:
+            check_headers(message.headers)
+        except InvalidMessage:
+            self.handle_result(message, None, sys.exc_info())  # the caller's RemoteError
+            return
+        super().handle_message(body, message)
 
     def handle_result(self, message, result, exc_info):
         responder = Responder(self.reply_publisher, self.reply_exchange, self.serializer, message)

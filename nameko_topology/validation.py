@@ -5,6 +5,7 @@ several entries at once: names that must be unique or declared, routing keys who
 depends on their exchange's type, dead-letter loops.
 """
 import json
+import re
 from functools import cache
 from importlib import resources
 
@@ -28,6 +29,27 @@ FIELD_BOUNDS = (
     ("min_length", "max_length", ("string",)),
     ("minimum", "maximum", ("integer", "number")),
 )
+# fastjsonschema compiles a pattern with each unescaped "$" made "\Z" (the end of the string,
+# where Python's "$" also matches before a final newline); every check of a pattern does so
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def whole_value_pattern(pattern):
+    """The JSON Schema ``pattern`` of a field's ``pattern`` option: the whole value must match
+    it, not just a part (JSON Schema's patterns are searched for)."""
+    return f"^(?:{pattern})$"
+
+
+def field_pattern(schema_pattern):
+    """The field's ``pattern`` option that :func:`whole_value_pattern` made ``schema_pattern``."""
+    return schema_pattern.removeprefix("^(?:").removesuffix(")$")
+
+
+@cache
+def field_pattern_regex(schema_pattern):
+    """``schema_pattern`` compiled as fastjsonschema compiles it; ``re.error`` if it cannot
+    be."""
+    return re.compile(_UNESCAPED_DOLLAR.sub(r"\\Z", schema_pattern))
 
 
 def validate_document(document):
@@ -509,6 +531,22 @@ def _check_field_bounds(entries):
                 yield _path("messages", i, "fields", k, option), problem
 
 
+def _check_field_patterns(entries):
+    for i, message in entries.messages:
+        for k, field in enumerate(message.get("fields", [])):
+            if "pattern" not in field:
+                continue
+            path = _path("messages", i, "fields", k, "pattern")
+            if field["type"] != "string":
+                yield path, f"pattern only applies to string fields, not to {field['type']} fields"
+                continue
+            try:
+                # as written, so that the error's position is one in the file
+                field_pattern_regex(field["pattern"])
+            except re.error as exc:
+                yield path, f"{field['pattern']!r} is not a valid regular expression: {exc}"
+
+
 def _field_bound_problems(field):
     for low, high, types in FIELD_BOUNDS:
         for option in (low, high):
@@ -533,4 +571,5 @@ CHECKS = (
     _check_published_keys,
     _check_dead_letter_loops,
     _check_field_bounds,
+    _check_field_patterns,
 )

@@ -2,7 +2,7 @@
 plugin's FakeOutbox (payloads checked against topology.yaml)."""
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from nameko_services import inventory, notifications, orders
 from nameko_services.inventory import InitialStockError, InventoryService, parse_initial_stock
@@ -207,44 +207,63 @@ def test_new_order_ids_sort_in_the_order_the_orders_were_placed(orders_service):
     assert len(set(placed)) == 40
 
 
-def test_an_order_the_database_cannot_store_fails_alone_not_its_batch(orders_service):
-    # a lone surrogate has no UTF-8 form: SQLite raises UnicodeEncodeError for the whole INSERT
-    entries = orders_service.place_orders([
+@pytest.fixture
+def poisoned_orders(orders_service, database):
+    """The orders service on a database that refuses, by a trigger, any order of item
+    'poison': an error the database raises for one order of a batch, whatever it is."""
+    with database.transaction() as connection:
+        connection.execute(text(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON orders_orders "
+            "WHEN NEW.item = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END"))
+    return orders_service
+
+
+def test_an_order_the_database_cannot_store_fails_alone_not_its_batch(poisoned_orders):
+    entries = poisoned_orders.place_orders([
         {"item": "widget-A", "quantity": 1, "order_id": "good-1"},
-        {"item": "probe-\ud800", "quantity": 1, "order_id": "bad"},
+        {"item": "poison", "quantity": 1, "order_id": "bad"},
         {"item": "widget-A", "quantity": 2, "order_id": "good-2"},
     ])
 
     assert [entry.get("order", {}).get("order_id") for entry in entries] == [
         "good-1", None, "good-2"]
-    assert entries[1]["error"]["exc_type"] == "UnicodeEncodeError"
-    assert sorted(order["order_id"] for order in orders_service.list_orders()) == [
+    assert entries[1]["error"]["exc_type"] == "IntegrityError"
+    assert "poison refused" in entries[1]["error"]["value"]
+    assert sorted(order["order_id"] for order in poisoned_orders.list_orders()) == [
         "good-1", "good-2"]
-    assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
+    assert [payload["order_id"] for _, payload in poisoned_orders.outbox.staged] == [
         "good-1", "good-2"]
 
 
-def test_a_failing_order_among_repeats_fails_alone(orders_service):
-    orders_service.place_order("widget-A", 1, order_id="placed")
+def test_a_failing_order_among_repeats_fails_alone(poisoned_orders):
+    poisoned_orders.place_order("widget-A", 1, order_id="placed")
 
-    entries = orders_service.place_orders([
+    entries = poisoned_orders.place_orders([
         {"item": "widget-A", "quantity": 1, "order_id": "placed"},  # a repeat: IntegrityError
-        {"item": "probe-\ud800", "quantity": 1, "order_id": "bad"},
+        {"item": "poison", "quantity": 1, "order_id": "bad"},
         {"item": "gadget-X", "quantity": 1, "order_id": "new"},
     ])
 
     assert [entry.get("order", {}).get("order_id") for entry in entries] == [
         "placed", None, "new"]
-    assert sorted(order["order_id"] for order in orders_service.list_orders()) == [
+    assert sorted(order["order_id"] for order in poisoned_orders.list_orders()) == [
         "new", "placed"]
-    assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
+    assert [payload["order_id"] for _, payload in poisoned_orders.outbox.staged] == [
         "placed", "new"]
 
 
-def test_place_order_raises_what_failed_its_order(orders_service):
-    with pytest.raises(UnicodeEncodeError):
+def test_a_string_no_database_can_store_is_refused_before_anything_is_written(orders_service):
+    entries = orders_service.place_orders([
+        {"item": "widget-A", "quantity": 1, "order_id": "good-1"},
+        {"item": "probe-\ud800", "quantity": 1, "order_id": "bad"},
+    ])
+
+    assert entries[0]["order"]["order_id"] == "good-1"
+    assert entries[1]["error"]["exc_type"] == "InvalidMessage"
+    assert "surrogate" in entries[1]["error"]["value"]
+    with pytest.raises(InvalidMessage):
         orders_service.place_order("probe-\ud800", 1)
-    assert orders_service.list_orders() == []
+    assert [order["order_id"] for order in orders_service.list_orders()] == ["good-1"]
 
 
 def test_place_orders_refuses_what_is_not_a_list_of_orders(orders_service):

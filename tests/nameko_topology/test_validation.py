@@ -216,6 +216,7 @@ def test_section_must_be_a_list(problems, document):
     ("message_ttl", -1, 0),
     ("delivery_limit", -1, 0),
     ("retry", {"max_attempts": 0}, 1),
+    ("max_message_bytes", 0, 1),
 ])
 def test_below_minimum(only_problem, document, option, value, minimum):
     document["queues"][0][option] = value
@@ -620,3 +621,27 @@ def test_dead_letter_routing_key_must_be_concrete(only_problem, document):
 def test_field_bounds(only_problem, document, field, path, message):
     document["messages"][0]["fields"].append(field)
     assert only_problem(document) == (f"messages[0].fields[2].{path}", message)
+
+
+@pytest.mark.parametrize("field, message", [
+    ({"name": "f", "type": "integer", "pattern": "^[0-9]+$"},
+     "pattern only applies to string fields, not to integer fields"),
+    ({"name": "f", "type": "string", "pattern": "[a-"},
+     "'[a-' is not a valid regular expression: unterminated character set at position 0"),
+    # fastjsonschema makes every unescaped $ the end of the string, inside [...] too
+    ({"name": "f", "type": "string", "pattern": "[$]"},
+     "'[$]' is not a valid regular expression: bad escape \\Z at position 1"),
+])
+def test_field_patterns(only_problem, document, field, message):
+    document["messages"][0]["fields"].append(field)
+    assert only_problem(document) == ("messages[0].fields[2].pattern", message)
+
+
+def test_a_pattern_must_be_a_string(only_problem, document):
+    document["messages"][0]["fields"][0]["pattern"] = 5
+    assert only_problem(document) == ("messages[0].fields[0].pattern", "must be a string, not 5")
+
+
+def test_a_string_field_with_a_pattern_is_valid(load, document):
+    document["messages"][0]["fields"][0]["pattern"] = r"^[a-z]+\$?$"
+    assert load(document).message("OrderPlaced").fields[0].pattern == r"^[a-z]+\$?$"
