@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
 from nameko_topology import Database, HealthCheck, Outbox, handle, insert_once, rpc
+from nameko_topology.database import database_of
 
 metadata = MetaData()
 
@@ -100,8 +101,7 @@ class InitialStock(DependencyProvider):
 
     def setup(self):
         initial = parse_initial_stock(os.environ.get(INITIAL_STOCK_ENV))
-        database = next(d.handle for d in self.container.dependencies
-                        if d.attr_name == self.database_attr)
+        database = database_of(self.container, self.database_attr, "InitialStock")
         database.create(metadata)
         with database.transaction() as connection:
             for item, quantity in initial.items():

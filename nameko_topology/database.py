@@ -61,6 +61,22 @@ class Database(DependencyProvider):
         return self.handle
 
 
+def database_of(container, attr_name, needed_by):
+    """The :class:`DatabaseHandle` of the ``Database`` dependency that ``container``'s service
+    holds as ``attr_name``, for the extension ``needed_by`` (named in the error if there is
+    none)."""
+    for dependency in container.dependencies:
+        if dependency.attr_name == attr_name:
+            if not isinstance(dependency, Database):
+                raise TypeError(f"{needed_by} of service {container.service_name!r} needs "
+                                f"{attr_name!r} to be a Database dependency, but it is a "
+                                f"{type(dependency).__name__}")
+            return dependency.handle
+    raise AttributeError(f"{needed_by} of service {container.service_name!r} needs a "
+                         f"Database dependency named {attr_name!r}: the service has none "
+                         f"(declare `{attr_name} = Database(metadata)` on the service class)")
+
+
 def _sqlite_url(data_dir, service_name):
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{os.path.abspath(os.path.join(data_dir, service_name + '.sqlite3'))}"

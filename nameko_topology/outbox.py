@@ -9,7 +9,7 @@ consumers turn into exactly-once effects by deduplicating (see ``database.insert
 
 Each row is written already claimed by the relay of the process that wrote it, so the relay
 reads its own rows and needs no claiming transaction per batch. Rows whose claim is older than
-``CLAIM_LEASE_SECONDS`` (their process died, or the broker would not take them) are adopted by
+``OUTBOX_CLAIM_LEASE_SECONDS`` (their process died, or the broker would not take them) are adopted by
 whichever relay sweeps next, in this process or another instance sharing the database.
 """
 import logging
@@ -26,6 +26,11 @@ from sqlalchemy import (
 )
 
 from nameko_topology.batch import BatchPublisher
+from nameko_topology.constants import (
+    DEFAULT_OUTBOX_BATCH_SIZE, DEFAULT_OUTBOX_CLAIM_LEASE, DEFAULT_OUTBOX_POLL,
+    OUTBOX_BATCH_SIZE_CONFIG_KEY, OUTBOX_CLAIM_LEASE_CONFIG_KEY, OUTBOX_POLL_CONFIG_KEY,
+)
+from nameko_topology.database import database_of
 from nameko_topology.declarer import TopologyDeclarer
 from nameko_topology.messages import (
     MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
@@ -34,10 +39,6 @@ from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 
 log = logging.getLogger(__name__)
 
-#: seconds after which a row claimed by a relay that never deleted it (it crashed) is retried
-CLAIM_LEASE_SECONDS = 10
-POLL_SECONDS = 1.0
-BATCH_SIZE = 100
 ERROR_BACKOFF_SECONDS = 1.0
 
 
@@ -89,9 +90,11 @@ class Outbox(DependencyProvider):
         self.database_attr = database
 
     def setup(self):
-        self.database = next(
-            dependency.handle for dependency in self.container.dependencies
-            if dependency.attr_name == self.database_attr)
+        config = self.container.config
+        self.lease = config.get(OUTBOX_CLAIM_LEASE_CONFIG_KEY, DEFAULT_OUTBOX_CLAIM_LEASE)
+        self.poll = config.get(OUTBOX_POLL_CONFIG_KEY, DEFAULT_OUTBOX_POLL)
+        self.batch_size = config.get(OUTBOX_BATCH_SIZE_CONFIG_KEY, DEFAULT_OUTBOX_BATCH_SIZE)
+        self.database = database_of(self.container, self.database_attr, "Outbox")
         self.table = table = outbox_table(MetaData(), self.container.service_name)
         self.database.create(self.table.metadata)
         self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
@@ -99,7 +102,7 @@ class Outbox(DependencyProvider):
         self.relay_id = uuid.uuid4().hex
         # built once: the relay runs them after every worker that staged a message
         self._own_rows = (select(table).where(table.c.claimed_by == self.relay_id)
-                          .order_by(table.c.id).limit(BATCH_SIZE))
+                          .order_by(table.c.id).limit(self.batch_size))
         self._insert_row = table.insert()
         self._delete_rows = delete(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
         self._wakeups = LightQueue()
@@ -139,22 +142,22 @@ class Outbox(DependencyProvider):
             try:
                 if time.monotonic() >= next_sweep:
                     self.adopt_expired()
-                    next_sweep = time.monotonic() + POLL_SECONDS
+                    next_sweep = time.monotonic() + self.poll
                 relayed = self.relay_pending()
             except Exception:
                 log.exception("outbox relay failed; retrying in %ss", ERROR_BACKOFF_SECONDS)
                 relayed = 0
                 eventlet.sleep(ERROR_BACKOFF_SECONDS)
-            if self._stopping and relayed < BATCH_SIZE:
+            if self._stopping and relayed < self.batch_size:
                 return
-            if relayed < BATCH_SIZE:
+            if relayed < self.batch_size:
                 try:
-                    self._wakeups.get(timeout=POLL_SECONDS)
+                    self._wakeups.get(timeout=self.poll)
                 except Empty:
                     pass
 
     def relay_pending(self):
-        """Publish up to ``BATCH_SIZE`` of this relay's stored messages; return how many the
+        """Publish up to ``OUTBOX_BATCH_SIZE`` of this relay's stored messages; return how many the
         broker confirmed."""
         with self.database.transaction() as connection:
             rows = connection.execute(self._own_rows).all()
@@ -170,7 +173,7 @@ class Outbox(DependencyProvider):
         for row in rows:
             if row.message_id in outcome.returned:
                 log.error("outbox: %s %s was not routed (%s); retrying in %ss", row.message_type,
-                          row.message_id, outcome.returned[row.message_id], CLAIM_LEASE_SECONDS)
+                          row.message_id, outcome.returned[row.message_id], self.lease)
         confirmed = [row.id for row in rows if row.message_id in outcome.confirmed]
         self._settle(confirmed=confirmed,
                      released=[row.id for row in rows if row.message_id in outcome.nacked],
@@ -193,7 +196,7 @@ class Outbox(DependencyProvider):
 
     def adopt_expired(self):
         """Claim the rows nobody holds a live claim on: released ones, and those of relays
-        that died (or could not publish) more than ``CLAIM_LEASE_SECONDS`` ago."""
+        that died (or could not publish) more than ``OUTBOX_CLAIM_LEASE_SECONDS`` ago."""
         # a lease rather than a held lock: short transactions, and two instances of a service
         # sharing one database never publish the same rows at the same time
         table, now = self.table, time.time()
@@ -201,7 +204,7 @@ class Outbox(DependencyProvider):
             connection.execute(
                 update(table)
                 .where(or_(table.c.claimed_at.is_(None),
-                           table.c.claimed_at < now - CLAIM_LEASE_SECONDS))
+                           table.c.claimed_at < now - self.lease))
                 .values(claimed_by=self.relay_id, claimed_at=now, attempts=table.c.attempts + 1)
             )
 

@@ -40,8 +40,8 @@ def test_a_reservation_delivered_twice_is_shipped_once_and_announced_once(
 
 
 MALFORMED = {  # body -> the reason its dead letter carries
-    b"{not json": "invalid message: body is not valid JSON: Expecting property name enclosed in "
-                  "double quotes: line 1 column 2 (char 1)",
+    b"{not json": "invalid message: body is not valid JSON: JSONDecodeError: Expecting property "
+                  "name enclosed in double quotes: line 1 column 2 (char 1)",
     b"[1, 2]": "invalid message: body must be a JSON object, got list",
     b'{"order_id": "o-2", "item": "widget-A"}':
         "invalid message: InventoryReserved: field 'quantity' is missing",
