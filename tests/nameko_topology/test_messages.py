@@ -47,6 +47,8 @@ def _spec_with(tmp_path, field):
     path = tmp_path / "topology.yaml"
     path.write_text(json.dumps({
         "exchanges": [{"name": "x"}],
+        "queues": [{"name": "q"}],
+        "bindings": [{"exchange": "x", "queue": "q", "routing_keys": ["m"]}],
         "messages": [{"name": "M", "exchange": "x", "routing_key": "m", "fields": [field]}],
     }))
     return load_topology(path).message("M")
