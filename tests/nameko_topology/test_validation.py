@@ -743,3 +743,8 @@ def test_an_exchange_with_a_faulty_binding_is_not_also_reported_as_routing_nothi
     path, _ = only_problem(document)
     assert path.startswith("bindings[0]")
 
+
+def test_additional_fields_must_be_true_or_false(only_problem, document):
+    document["messages"][0]["additional_fields"] = "no"
+    assert only_problem(document) == (
+        "messages[0].additional_fields", "must be true or false, not 'no'")
