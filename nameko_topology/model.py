@@ -129,6 +129,7 @@ class MessageSpec:
     exchange: str
     routing_key: str
     fields: tuple = ()
+    additional_fields: bool = True  # the tolerant reader: fields a consumer does not know pass
 
     @cached_property
     def json_schema(self):
@@ -137,6 +138,7 @@ class MessageSpec:
             "type": "object",
             "properties": {f.name: f.json_schema() for f in self.fields},
             "required": [f.name for f in self.fields if f.required],
+            "additionalProperties": self.additional_fields,
         }
 
 

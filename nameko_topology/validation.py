@@ -2,7 +2,7 @@
 
 ``schema.json`` (which editors can use too) checks every entry on its own. The checks here need
 several entries at once: names that must be unique or declared, routing keys whose syntax
-depends on their exchange's type, dead-letter loops.
+depends on their exchange's type, message types that no binding routes, dead-letter loops.
 """
 import json
 import re
@@ -133,6 +133,11 @@ class _Entries:
         self.queue_names = _names(sections["queues"])
         # how a malformed exchange routes is anybody's guess, so routing checks skip it
         self.exchange_types = {e["name"]: e.get("type", "topic") for _, e in self.exchanges}
+        # nor can anybody tell what a malformed binding routes from its exchange
+        self.malformed_binding_exchanges = {
+            b["exchange"] for i, b in enumerate(sections["bindings"])
+            if ("bindings", i) in malformed and isinstance(b, dict)
+            and isinstance(b.get("exchange"), str)}
 
 
 def _section(document, name):
@@ -235,23 +240,27 @@ def _check_queue_types(entries):
 
 def _check_binding_keys(entries):
     for i, binding in entries.bindings:
-        exchange_type = entries.exchange_types.get(binding["exchange"])
-        if exchange_type is None:
-            continue  # undeclared or malformed: reported elsewhere
-        keys = binding.get("routing_keys")
-        if exchange_type == "headers":
-            yield from _headers_binding_problems(i, binding)
-        elif keys is None:
-            if exchange_type != "fanout":
-                yield _path("bindings", i), (
-                    f"missing required key 'routing_keys': {exchange_type} exchanges route by "
-                    f"routing key"
-                )
-        else:
-            for k, key in enumerate(keys):
-                problem = _routing_key_problem(exchange_type, key)
-                if problem:
-                    yield _path("bindings", i, "routing_keys", k), problem
+        yield from _binding_key_problems(entries, i, binding)
+
+
+def _binding_key_problems(entries, i, binding):
+    exchange_type = entries.exchange_types.get(binding["exchange"])
+    if exchange_type is None:
+        return  # undeclared or malformed: reported elsewhere
+    keys = binding.get("routing_keys")
+    if exchange_type == "headers":
+        yield from _headers_binding_problems(i, binding)
+    elif keys is None:
+        if exchange_type != "fanout":
+            yield _path("bindings", i), (
+                f"missing required key 'routing_keys': {exchange_type} exchanges route by "
+                f"routing key"
+            )
+    else:
+        for k, key in enumerate(keys):
+            problem = _routing_key_problem(exchange_type, key)
+            if problem:
+                yield _path("bindings", i, "routing_keys", k), problem
 
 
 def _headers_binding_problems(i, binding):
@@ -322,6 +331,34 @@ def _topic_key_problem(key, concrete):
                 f"{key!r}: '*' and '#' must be whole words, as in 'order.*', not part of {word!r}"
             )
     return None
+
+
+def _check_unrouted_messages(entries):
+    # the outbox publishes with mandatory: a message no queue takes comes back as NO_ROUTE
+    # and is retried for ever, so a message type that nothing routes is an error, not a hint
+    guessed = _exchanges_with_faulty_bindings(entries)
+    for i, message in entries.messages:
+        exchange, key = message["exchange"], message["routing_key"]
+        exchange_type = entries.exchange_types.get(exchange)
+        if (exchange_type is None or exchange in guessed
+                or _published_key_problem(entries, exchange, key)):
+            continue  # what would route it is a guess: the faults are reported elsewhere
+        if not any(_routes(exchange_type, binding_key, key)
+                   for _, binding in entries.bindings if binding["exchange"] == exchange
+                   for binding_key in binding.get("routing_keys", [""])):
+            yield _path("messages", i), (
+                f"{message['name']!r} is published on {exchange_type} exchange {exchange!r} "
+                f"with routing key {key!r}, but no binding routes it to a queue; its mandatory "
+                f"publishes would come back unrouted and be retried for ever"
+            )
+
+
+def _exchanges_with_faulty_bindings(entries):
+    """The exchanges with a binding that the schema or the binding-key checks refuse."""
+    faulty = set(entries.malformed_binding_exchanges)
+    faulty.update(binding["exchange"] for i, binding in entries.bindings
+                  if any(_binding_key_problems(entries, i, binding)))
+    return faulty
 
 
 def _check_dead_letter_loops(entries):
@@ -569,6 +606,7 @@ CHECKS = (
     _check_queue_types,
     _check_binding_keys,
     _check_published_keys,
+    _check_unrouted_messages,
     _check_dead_letter_loops,
     _check_field_bounds,
     _check_field_patterns,

@@ -168,10 +168,11 @@ def test_an_empty_body_and_a_long_routing_key_header_are_dead_lettered_with_thei
         b"", b"", json.dumps(VALID_ORDER).encode()]
 
 
-def topology_with(tmp_path, queue, **options):
-    """A copy of the repository's topology.yaml with ``options`` added to ``queue``."""
+def topology_with(tmp_path, queue, section="queues", **options):
+    """A copy of the repository's topology.yaml with ``options`` added to the entry of
+    ``section`` called ``queue``."""
     document = yaml.safe_load(REPO_TOPOLOGY.read_text())
-    for spec in document["queues"]:
+    for spec in document[section]:
         if spec["name"] == queue:
             spec.update(options)
     path = tmp_path / "topology.yaml"
@@ -305,6 +306,28 @@ def test_values_the_message_shapes_refuse_are_dead_lettered(vhost, config, conta
         "surrogate": "invalid message: OrderPlaced: field 'item': holds a lone surrogate, a "
                      "string no encoding can store",
     }
+    assert calls == [FINAL_ORDER]
+
+
+def test_fields_a_message_type_forbids_are_dead_lettered_naming_them(
+        vhost, config, container_factory, tmp_path):
+    config = {**config, "TOPOLOGY_FILE": str(topology_with(
+        tmp_path, "OrderPlaced", section="messages", additional_fields=False))}
+    container = container_factory(Consumer, config)
+    container.start()
+
+    dead = dead_letters_of(vhost, container, [
+        ("colour", order(colour="red"), {}),
+        ("long-name", order(**{"x" * 2000: 1}), {}),
+    ])
+
+    colour = reasons(dead)["colour"]
+    assert colour.startswith("invalid message: OrderPlaced: ")
+    assert "'colour' was unexpected" in colour
+    # a field name longer than a reason header may be still leaves a bounded reason
+    assert reasons(dead)["long-name"].startswith("invalid message: OrderPlaced: ")
+    assert len(reasons(dead)["long-name"]) <= 1000
+    assert json.loads(dead["colour"]["body"]) == order(colour="red")
     assert calls == [FINAL_ORDER]
 
 

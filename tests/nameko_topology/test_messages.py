@@ -43,13 +43,46 @@ def test_a_pattern_is_matched_against_the_whole_value(tmp_path):
         check_payload(spec, {"code": "a123b"})
 
 
-def _spec_with(tmp_path, field):
+def _spec_with(tmp_path, field, **options):
     path = tmp_path / "topology.yaml"
     path.write_text(json.dumps({
         "exchanges": [{"name": "x"}],
-        "messages": [{"name": "M", "exchange": "x", "routing_key": "m", "fields": [field]}],
+        "queues": [{"name": "q"}],
+        "bindings": [{"exchange": "x", "queue": "q", "routing_keys": ["m"]}],
+        "messages": [
+            {"name": "M", "exchange": "x", "routing_key": "m", "fields": [field], **options}],
     }))
     return load_topology(path).message("M")
+
+
+CODE = {"name": "code", "type": "string"}
+
+
+def test_fields_a_message_type_does_not_declare_pass_by_default(tmp_path):
+    # the tolerant reader: producers can add fields before their consumers know them
+    payload = {"code": "1", "colour": "red"}
+    assert json.loads(outgoing(_spec_with(tmp_path, CODE), payload)["body"]) == payload
+
+
+@pytest.mark.parametrize("extra, named", [
+    ({"colour": "red"}, "'colour' was unexpected"),
+    ({"b": 1, "a": 2}, "'a', 'b' were unexpected"),
+    ({"\ud800": 1}, "'\\ud800' was unexpected"),
+    ({"'\"\n": None}, "'\\'\"\\n' was unexpected"),
+])
+def test_additional_fields_false_refuses_a_body_naming_its_other_fields(tmp_path, extra, named):
+    spec = _spec_with(tmp_path, CODE, additional_fields=False)
+    check_payload(spec, {"code": "1"})
+    with pytest.raises(InvalidMessage) as error:
+        check_payload(spec, {"code": "1", **extra})
+    assert str(error.value).startswith("M: ")
+    assert named in str(error.value)
+
+
+def test_outgoing_refuses_fields_that_additional_fields_false_forbids(tmp_path):
+    spec = _spec_with(tmp_path, CODE, additional_fields=False)
+    with pytest.raises(InvalidMessage, match="'colour' was unexpected"):
+        outgoing(spec, {"code": "1", "colour": "red"})
 
 
 def test_a_payload_the_compiled_check_refuses_is_refused_even_if_jsonschema_would_not(

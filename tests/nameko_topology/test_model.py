@@ -110,3 +110,27 @@ def test_schema_keys_are_the_spec_fields(definition, spec):
     )
     keys = schema["$defs"][definition]["properties"]
     assert list(keys) == [f.name for f in dataclasses.fields(spec)]
+
+
+def test_a_message_json_schema_admits_other_fields_by_default(topology):
+    schema = topology.message("InventoryReserved").json_schema
+    assert schema["additionalProperties"] is True
+    jsonschema.validate(
+        {"order_id": "o-1", "item": "widget", "quantity": 2, "colour": "red"}, schema)
+
+
+def test_additional_fields_false_forbids_other_fields(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump({
+        "exchanges": [{"name": "x"}],
+        "queues": [{"name": "q"}],
+        "bindings": [{"exchange": "x", "queue": "q", "routing_keys": ["m"]}],
+        "messages": [{"name": "M", "exchange": "x", "routing_key": "m",
+                      "additional_fields": False, "fields": [{"name": "a", "type": "integer"}]}],
+    }))
+    spec = load_topology(path).message("M")
+    assert spec.additional_fields is False
+    assert spec.json_schema["additionalProperties"] is False
+    jsonschema.validate({"a": 1}, spec.json_schema)
+    with pytest.raises(jsonschema.ValidationError, match="'b' was unexpected"):
+        jsonschema.validate({"a": 1, "b": 2}, spec.json_schema)

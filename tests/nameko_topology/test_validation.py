@@ -262,6 +262,7 @@ def test_duplicate_names(only_problem, document, section):
     document[section].append(copy.deepcopy(document[section][0]))
     if section == "messages":
         document[section][-1]["routing_key"] = "order.other"
+        document["bindings"][0]["routing_keys"].append("order.other")
     name = document[section][0]["name"]
     index = len(document[section]) - 1
     assert only_problem(document) == (
@@ -290,8 +291,8 @@ def test_duplicate_field(only_problem, document):
 # -- references ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("change, path, message", [
-    (lambda d: d["bindings"][0].update(exchange="nowhere"),
-     "bindings[0].exchange", "exchange 'nowhere' is not declared under exchanges"),
+    (lambda d: d["bindings"][1].update(exchange="nowhere"),
+     "bindings[1].exchange", "exchange 'nowhere' is not declared under exchanges"),
     (lambda d: d["bindings"][0].update(queue="nowhere"),
      "bindings[0].queue", "queue 'nowhere' is not declared under queues"),
     (lambda d: d["queues"][0]["dead_letter"].update(exchange="nowhere"),
@@ -555,6 +556,7 @@ def test_a_cycle_needs_one_key_that_every_binding_on_it_routes(
         document["bindings"][1]["routing_keys"] = [dlx_key]
     document["bindings"][0]["routing_keys"] = [back_key]
     document["queues"][1]["dead_letter"] = {"exchange": "orders"}
+    document["messages"].clear()  # the cycle is the point, not whether OrderPlaced reaches it
     check_cycle(document, loops)
 
 
@@ -645,3 +647,104 @@ def test_a_pattern_must_be_a_string(only_problem, document):
 def test_a_string_field_with_a_pattern_is_valid(load, document):
     document["messages"][0]["fields"][0]["pattern"] = r"^[a-z]+\$?$"
     assert load(document).message("OrderPlaced").fields[0].pattern == r"^[a-z]+\$?$"
+
+
+# -- messages no binding routes --------------------------------------------------------------
+
+EXAMPLE_TOPOLOGY = REPO_TOPOLOGY.parent / "examples" / "shipping" / "topology.yaml"
+NO_ROUTE = ("but no binding routes it to a queue; its mandatory publishes would come back "
+            "unrouted and be retried for ever")
+
+
+def test_the_example_topology_is_valid():
+    assert set(load_topology(EXAMPLE_TOPOLOGY).messages) == {
+        "InventoryReserved", "ShipmentScheduled"}
+
+
+def route_order_placed(document, exchange_type, routing_keys, **binding):
+    """OrderPlaced published on an ``exchange_type`` exchange whose only binding is given."""
+    document["exchanges"][0]["type"] = exchange_type
+    document["bindings"][0] = {"exchange": "orders", "queue": "placed", **binding}
+    if routing_keys is not None:
+        document["bindings"][0]["routing_keys"] = routing_keys
+
+
+@pytest.mark.parametrize("exchange_type, routing_keys, binding", [
+    ("topic", ["order.placed"], {}),
+    ("topic", ["order.*"], {}),
+    ("topic", ["*.placed"], {}),
+    ("topic", ["#"], {}),
+    ("topic", ["order.#"], {}),
+    ("topic", ["#.placed.#"], {}),
+    ("topic", ["order.paid", "order.placed"], {}),  # one key of several
+    ("direct", ["order.placed"], {}),
+    ("fanout", None, {}),
+    # which headers a message will carry is not in the file: any binding may route it
+    ("headers", None, {"arguments": {"x-match": "all", "kind": "nothing-sends-this"}}),
+])
+def test_a_message_a_binding_routes_is_valid(load, document, exchange_type, routing_keys,
+                                             binding):
+    route_order_placed(document, exchange_type, routing_keys, **binding)
+    assert load(document).message("OrderPlaced").exchange == "orders"
+
+
+@pytest.mark.parametrize("exchange_type, routing_keys", [
+    ("topic", ["order.paid"]),
+    ("topic", ["order"]),
+    ("topic", ["*"]),
+    ("topic", ["order.*.*"]),
+    ("topic", ["order.placed.#.late"]),
+    ("topic", ["#.paid"]),
+    ("direct", ["order.placed.late"]),
+])
+def test_a_message_no_binding_routes_is_refused(problems, document, exchange_type,
+                                                routing_keys):
+    route_order_placed(document, exchange_type, routing_keys)
+    assert problems(document) == [(
+        "messages[0]", f"'OrderPlaced' is published on {exchange_type} exchange 'orders' with "
+                       f"routing key 'order.placed', {NO_ROUTE}")]
+
+
+@pytest.mark.parametrize("exchange_type", ["topic", "direct", "fanout", "headers"])
+def test_a_message_on_an_exchange_without_bindings_is_refused(only_problem, document,
+                                                              exchange_type):
+    document["exchanges"][0]["type"] = exchange_type
+    del document["bindings"][0]
+    assert only_problem(document) == (
+        "messages[0]", f"'OrderPlaced' is published on {exchange_type} exchange 'orders' with "
+                       f"routing key 'order.placed', {NO_ROUTE}")
+
+
+def test_a_binding_of_another_exchange_does_not_route_a_message(only_problem, document):
+    add_exchange(document, "elsewhere", "topic")
+    document["bindings"][0]["exchange"] = "elsewhere"
+    assert only_problem(document) == (
+        "messages[0]", f"'OrderPlaced' is published on topic exchange 'orders' with routing key "
+                       f"'order.placed', {NO_ROUTE}")
+
+
+def test_every_message_no_binding_routes_is_reported(problems, document):
+    document["messages"].append(
+        {"name": "OrderPaid", "exchange": "orders", "routing_key": "order.paid"})
+    document["messages"].append(
+        {"name": "OrderShipped", "exchange": "orders", "routing_key": "order.shipped"})
+    assert [path for path, _ in problems(document)] == ["messages[1]", "messages[2]"]
+
+
+@pytest.mark.parametrize("binding", [
+    {"routing_keys": "order.placed"},  # the schema refuses it
+    {"routing_keys": ["order..placed"]},  # the binding-key check refuses it
+    {},  # a topic binding without routing keys
+])
+def test_an_exchange_with_a_faulty_binding_is_not_also_reported_as_routing_nothing(
+        only_problem, document, binding):
+    # what the binding would route, once fixed, is a guess
+    document["bindings"][0] = {"exchange": "orders", "queue": "placed", **binding}
+    path, _ = only_problem(document)
+    assert path.startswith("bindings[0]")
+
+
+def test_additional_fields_must_be_true_or_false(only_problem, document):
+    document["messages"][0]["additional_fields"] = "no"
+    assert only_problem(document) == (
+        "messages[0].additional_fields", "must be true or false, not 'no'")
