@@ -17,7 +17,7 @@ import warnings
 # by this package is silenced; an application importing eventlet itself still sees it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", module=r"nameko_topology\.")
 
-from nameko_topology.consumer import Handle, handle  # noqa: E402
+from nameko_topology.handle import Handle, handle  # noqa: E402
 from nameko_topology.database import Database, insert_each_once, insert_once
 from nameko_topology.declarer import TopologyDeclarer, declare_topology
 from nameko_topology.exceptions import (

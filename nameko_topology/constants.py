@@ -21,6 +21,11 @@ DEFAULT_DATA_DIR = "./data"
 #: unacked deliveries per ``@handle`` consumer; unset: the container's ``max_workers``
 PREFETCH_COUNT_CONFIG_KEY = "PREFETCH_COUNT"
 
+#: the largest message body consumed or published, in bytes; a queue's ``max_message_bytes``
+#: in topology.yaml takes precedence for what that queue consumes
+MAX_MESSAGE_BYTES_CONFIG_KEY = "MAX_MESSAGE_BYTES"
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
 #: ``gc.freeze()`` once the container is set up (see gcfreeze.py)
 GC_FREEZE_CONFIG_KEY = "GC_FREEZE_AT_START"
 DEFAULT_GC_FREEZE = False

@@ -13,10 +13,11 @@ from datetime import datetime
 
 from nameko.constants import HEADER_PREFIX
 
+from nameko_topology.constants import MAX_MESSAGE_BYTES_CONFIG_KEY
 from nameko_topology.exceptions import InvalidMessage, MessageTooLarge
 from nameko_topology.messages import (
-    ATTEMPT_HEADER, MAX_CORRELATION_ID_LENGTH, MAX_MESSAGE_BYTES_CONFIG_KEY,
-    ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER,
+    ATTEMPT_HEADER, MAX_CORRELATION_ID_LENGTH, ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
 )
 
 #: AMQP short strings (exchange names, routing keys, most properties) hold 255 bytes of UTF-8

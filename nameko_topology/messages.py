@@ -11,6 +11,7 @@ import uuid
 import fastjsonschema
 from jsonschema import Draft202012Validator, ValidationError, validators
 
+from nameko_topology.constants import DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_CONFIG_KEY
 from nameko_topology.exceptions import InvalidMessage, MessageTooLarge
 from nameko_topology.validation import field_pattern, field_pattern_regex
 
@@ -29,9 +30,6 @@ JSON_CHARSETS = ("utf-8", "utf8")
 #: content encodings of a JSON body: UTF-8 text, or bytes left as they are (kombu's "binary")
 CONTENT_ENCODINGS = ("utf-8", "utf8", "binary")
 
-#: the container config key of the largest message body consumed or published, in bytes
-MAX_MESSAGE_BYTES_CONFIG_KEY = "MAX_MESSAGE_BYTES"
-DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 #: the outbox stores a message's correlation id in a column of this size
 MAX_CORRELATION_ID_LENGTH = 200
 

@@ -1,9 +1,9 @@
 """The ``MessagePublisher`` dependency: publish a topology message type, confirmed."""
 from nameko.amqp.publish import Publisher as PublisherCore
-from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from nameko.messaging import HeaderEncoder
 
+from nameko_topology.constants import AMQP_URI_CONFIG_KEY
 from nameko_topology.declarer import TopologyDeclarer
 from nameko_topology.messages import max_message_bytes, outgoing
 

@@ -25,10 +25,10 @@ from nameko.constants import (
 
 from nameko_topology.batch import HeldChannel
 from nameko_topology.compat import Responder
-from nameko_topology.consumer import ResilientQueueConsumer
 from nameko_topology.delivery import check_headers
 from nameko_topology.exceptions import CONNECTION_ERRORS, InvalidMessage
 from nameko_topology.gcfreeze import GcFreeze
+from nameko_topology.queue_consumer import ResilientQueueConsumer
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import pytest
 from nameko.exceptions import ContainerBeingKilled
 
 from nameko_topology import Handle, PermanentError
-from nameko_topology.consumer import CoalescedDeliveries
+from nameko_topology.batching import CoalescedDeliveries
 
 
 class Spawner:

@@ -1,7 +1,7 @@
 """Which acks CoalescedAcks sends for a channel's deliveries (a recording fake channel)."""
 import pytest
 
-from nameko_topology.consumer import CoalescedAcks
+from nameko_topology.acks import CoalescedAcks
 
 
 class RecordingChannel:

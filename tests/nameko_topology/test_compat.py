@@ -36,6 +36,9 @@ def test_py_amqp_still_polls_for_connection_blocked_by_the_negotiated_capabiliti
 
 def test_nameko_queue_consumer_still_keeps_providers_and_consumers_in_private_attributes():
     queue_consumer = QueueConsumer()
+    provider = object()
+    queue_consumer.register_provider(provider)
+    assert compat.consumer_providers(queue_consumer) == {provider}
     assert isinstance(compat.set_consumers(queue_consumer, {}), type({}.values()))
     assert queue_consumer._consumers == {}
     source = inspect.getsource(QueueConsumer)

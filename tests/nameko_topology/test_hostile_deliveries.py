@@ -94,7 +94,7 @@ def dead_letters_of(vhost, container, publishes):
     assert container.started
     assert vhost.consumers("order_placed_queue") == 1
     assert vhost.depth("order_placed_queue") == 0
-    return {m["properties"]["message_id"]: m for m in dead}
+    return {m["properties"].get("message_id"): m for m in dead}
 
 
 def reasons(dead):
@@ -131,6 +131,22 @@ def test_a_header_of_the_wrong_type_is_dead_lettered_naming_it_and_consuming_goe
 
     assert reasons(dead) == {name: reason for name, (_, reason) in BAD_HEADERS.items()}
     assert calls == [FINAL_ORDER]
+
+
+def test_the_dead_letter_log_line_names_the_message_id_or_says_there_is_none(
+        vhost, config, container_factory, caplog):
+    container = container_factory(Consumer, config)
+    container.start()
+    headers, reason = BAD_HEADERS["int-language"]
+
+    dead = dead_letters_of(vhost, container, [
+        (None, VALID_ORDER, {"headers": headers}), ("with-id", VALID_ORDER, {"headers": headers})])
+
+    assert reasons(dead) == {None: reason, "with-id": reason}
+    lines = [record.getMessage().split(": ", 1)[1] for record in caplog.records
+             if "dead-lettering" in record.getMessage()]
+    assert sorted(lines) == sorted([f"dead-lettering a message without a message_id: {reason}",
+                                    f"dead-lettering message 'with-id': {reason}"])
 
 
 def test_a_correlation_id_longer_than_the_outbox_stores_is_dead_lettered(

@@ -37,16 +37,16 @@ from functools import partial
 
 import eventlet
 from nameko.amqp.publish import Publisher as PublisherCore
-from nameko.constants import AMQP_URI_CONFIG_KEY, HEADER_PREFIX
 from nameko.exceptions import ContainerBeingKilled
-from nameko.messaging import Consumer, QueueConsumer
+from nameko.messaging import Consumer
 from sqlalchemy.exc import DataError
 
-from nameko_topology.batch import CONNECTION_ERRORS
+from nameko_topology.batching import CoalescedDeliveries
+from nameko_topology.constants import AMQP_URI_CONFIG_KEY
 from nameko_topology.declarer import TopologyDeclarer
 from nameko_topology.delivery import (
-    attempt_of, check_delivery, copied_body, copied_headers, copied_properties, is_short_string,
-    original_route, shown,
+    NAMEKO_HEADER_PREFIX, attempt_of, check_delivery, copied_body, copied_headers,
+    copied_properties, is_short_string, original_route, shown,
 )
 from nameko_topology.exceptions import InvalidMessage, MessageTooLarge, PermanentError
 from nameko_topology.gcfreeze import GcFreeze
@@ -55,10 +55,10 @@ from nameko_topology.messages import (
     QUEUE_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
 )
 from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.queue_consumer import TopologyQueueConsumer
 
 log = logging.getLogger(__name__)
 
-PREFETCH_COUNT_CONFIG_KEY = "PREFETCH_COUNT"
 #: the longest reason a dead letter's ``x-rejected-reason`` header carries
 MAX_REASON_LENGTH = 1000
 
@@ -70,179 +70,6 @@ MAX_REASON_LENGTH = 1000
 PERMANENT_ERRORS = (
     PermanentError, InvalidMessage, OverflowError, UnicodeError, DataError, sqlite3.DataError,
 )
-
-
-
-class ResilientQueueConsumer(QueueConsumer):
-    """nameko's queue consumer, minus a crash when the connection drops under an ack.
-
-    nameko's ``ack_message`` and ``requeue_message`` catch amqp's ``ConnectionError`` only; a
-    socket reset surfaces as ``OSError`` and, raised in a worker's result handling, would kill
-    the container. The message needs nothing: the broker re-queues the unacked deliveries of a
-    closed connection.
-    """
-
-    def ack_message(self, message):
-        self._settle(message, message.ack)
-
-    def requeue_message(self, message):
-        self._settle(message, message.requeue)
-
-    def reject_message(self, message):
-        """``basic.reject(requeue=False)``: the broker dead-letters it, if the queue has a DLX."""
-        self._settle(message, partial(message.reject, requeue=False))
-
-    def _settle(self, message, settle):
-        if not message.channel.connection:
-            return  # the connection is gone and the message back in its queue
-        try:
-            settle()
-        except CONNECTION_ERRORS as exc:
-            log.warning("%s: connection lost before message %s was settled (%s); the broker "
-                        "redelivers it", self, message.properties.get("message_id"), exc)
-
-
-class TopologyQueueConsumer(ResilientQueueConsumer):
-    """The queue consumer behind every ``@handle`` entrypoint of a container.
-
-    Differs from nameko's in five ways: it hands raw messages to the entrypoint (no kombu
-    decoding, which would ack undecodable bodies), it re-declares the whole topology after
-    every (re)connect, its prefetch comes from ``PREFETCH_COUNT`` (default ``max_workers``)
-    instead of being tied to ``max_workers``, the acks of workers that finish together go
-    out as one (:class:`CoalescedAcks`): an ack costs a socket write, and the deliveries of a
-    batch entrypoint that arrive together go to one worker (:class:`CoalescedDeliveries`).
-    """
-
-    declarer = TopologyDeclarer()
-    _acks = None  # CoalescedAcks of the channel the latest delivery came on
-
-    @property
-    def prefetch_count(self):
-        return self.container.config.get(PREFETCH_COUNT_CONFIG_KEY) or self.container.max_workers
-
-    def get_consumers(self, consumer_cls, channel):
-        # The broker may have lost non-durable entities, or been reset, while we were away.
-        with self.connection as connection:
-            self.declarer.declare(connection)
-        self._consumers = {}
-        for provider in self._providers:
-            consumer = consumer_cls(
-                queues=[provider.queue], on_message=partial(self.handle_raw_message, provider)
-            )
-            consumer.qos(prefetch_count=self.prefetch_count)
-            self._consumers[provider] = consumer
-        return self._consumers.values()
-
-    def handle_raw_message(self, provider, message):
-        if self._acks is None or self._acks.channel is not message.channel:
-            self._acks = CoalescedAcks(message.channel)  # a new channel: tags start over
-        self._acks.delivered(message.delivery_tag)
-        if provider.batches is None:
-            provider.spawn_thread(partial(provider.handle_messages, [message]))
-        else:
-            provider.batches.add(message)
-
-    def ack_message(self, message):
-        if self._acks is not None and self._acks.channel is message.channel:
-            self._acks.finished(message.delivery_tag)
-        else:
-            super().ack_message(message)  # a message of an earlier channel
-
-    def requeue_message(self, message):
-        if self._acks is not None and self._acks.channel is message.channel:
-            self._acks.settled_alone(message.delivery_tag)
-        super().requeue_message(message)
-
-    def reject_message(self, message):
-        if self._acks is not None and self._acks.channel is message.channel:
-            self._acks.settled_alone(message.delivery_tag)
-        super().reject_message(message)
-
-
-class CoalescedAcks:
-    """Acks for the deliveries of one channel, sent once per turn of the event loop.
-
-    A worker that finishes marks its delivery tag; the first mark of a turn schedules a flush,
-    which sends one ``basic.ack(multiple=True)`` up to the highest finished tag below every
-    unfinished one (a multiple ack settles every outstanding tag up to it, so it must not reach
-    a message still being worked on) and single acks for finished tags above that. A message
-    waits for its ack one turn of the loop longer; if the process dies in between, the broker
-    redelivers it and the consumer's inbox makes that harmless, as for any crash before an ack.
-    """
-
-    def __init__(self, channel):
-        self.channel = channel
-        self.unfinished = set()  # delivered, not settled
-        self.to_ack = set()      # finished, ack not sent yet
-        self._flush_scheduled = False
-
-    def delivered(self, tag):
-        self.unfinished.add(tag)
-
-    def finished(self, tag):
-        self.unfinished.discard(tag)
-        self.to_ack.add(tag)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            eventlet.spawn(self.flush)
-
-    def settled_alone(self, tag):
-        """The delivery was rejected or requeued by itself: nothing to ack."""
-        self.unfinished.discard(tag)
-
-    def flush(self):
-        """Send the acks due; never raises (a lost ack means a redelivery, not a loss)."""
-        self._flush_scheduled = False
-        to_ack, self.to_ack = self.to_ack, set()
-        if not to_ack or not self.channel.connection:
-            return  # nothing to do, or the connection is gone and the messages requeued
-        lowest_unfinished = min(self.unfinished, default=None)
-        covered = [tag for tag in to_ack if lowest_unfinished is None or tag < lowest_unfinished]
-        try:
-            if covered:
-                self.channel.basic_ack(max(covered), multiple=True)
-            for tag in sorted(to_ack.difference(covered)):
-                self.channel.basic_ack(tag)
-        except Exception as exc:
-            log.warning("acks of %d message(s) not sent (%s: %s); the broker redelivers them",
-                        len(to_ack), type(exc).__name__, exc)
-
-
-class CoalescedDeliveries:
-    """The deliveries of a batch ``@handle`` queue, handed out in batches once per turn of the
-    event loop.
-
-    The consumer thread reads every delivery its socket holds before it yields; the first one
-    of a turn schedules a flush, which runs after that and hands the deliveries, up to ``size``
-    at a time, to ``handle``. The broker sends no more unacked deliveries than the consumer's
-    prefetch, so that bounds a batch too.
-
-    :Parameters:
-        size: the most deliveries in one batch.
-        spawn: runs a function in a thread of its own.
-        handle: takes a list of deliveries; it may wait, and must not raise.
-    """
-
-    def __init__(self, size, spawn, handle):
-        self.size = size
-        self._spawn = spawn
-        self._handle = handle
-        self.pending = []
-        self._flush_scheduled = False
-
-    def add(self, message):
-        self.pending.append(message)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._spawn(self.flush)
-
-    def flush(self):
-        # Handing a batch out can wait (a full worker pool, a dead-letter's confirm): whatever
-        # arrives meanwhile joins this flush's next batch rather than a flush of its own.
-        while self.pending:
-            batch, self.pending = self.pending[:self.size], self.pending[self.size:]
-            self._handle(batch)
-        self._flush_scheduled = False
 
 
 # a delivery that passed its checks, and its decoded payload
@@ -360,9 +187,9 @@ class Handle(Consumer):
         message = deliveries[0].message
         # only nameko's own context headers: the rest describe this message, not the call
         data = {
-            self._strip_header_name(key): value
+            key.removeprefix(NAMEKO_HEADER_PREFIX): value
             for key, value in (message.headers or {}).items()
-            if key.startswith(HEADER_PREFIX + ".")
+            if key.startswith(NAMEKO_HEADER_PREFIX)
         }
         if message.properties.get("correlation_id"):
             data[CORRELATION_ID_CONTEXT_KEY] = message.properties["correlation_id"]
@@ -415,7 +242,12 @@ class Handle(Consumer):
             return
         log.warning("%s: attempt %d of %d failed (%s: %s); retrying", self, attempt,
                     retry.max_attempts, type(exc).__name__, exc)
-        eventlet.sleep(retry.delay_ms / 1000)
+        self.schedule_retry(message, attempt)
+
+    def schedule_retry(self, message, attempt):
+        """Deliver ``message``, whose ``attempt`` failed, again after the queue's retry delay,
+        as attempt ``attempt + 1``."""
+        eventlet.sleep(self.queue_spec.retry.delay_ms / 1000)
         # a copy behind the queue's other messages: requeueing in place would loop hot
         self.republish(message, exchange="", routing_key=self.queue_name,
                        extra_headers={ATTEMPT_HEADER: attempt + 1},
@@ -427,8 +259,7 @@ class Handle(Consumer):
         ``body`` replaces the message's own body in the copy, if given.
         """
         dead_letter = self.queue_spec.dead_letter
-        log.warning("%s: dead-lettering message %s: %s", self,
-                    shown(message.properties.get("message_id")), reason)
+        self.log_dead_letter(message, reason)
         if dead_letter is None:
             log.error("%s: queue %r has no dead_letter exchange; the message is dropped",
                       self, self.queue_name)
@@ -444,6 +275,14 @@ class Handle(Consumer):
             mandatory=False,
             body=body,
         )
+
+    def log_dead_letter(self, message, reason):
+        """Log that ``message`` is dead-lettered with ``reason``."""
+        message_id = message.properties.get("message_id")
+        if message_id is None:
+            log.warning("%s: dead-lettering a message without a message_id: %s", self, reason)
+        else:
+            log.warning("%s: dead-lettering message %s: %s", self, shown(message_id), reason)
 
     def republish(self, message, exchange, routing_key, extra_headers, mandatory=True,
                   content_type=None, body=None):
