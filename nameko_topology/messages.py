@@ -155,6 +155,10 @@ def _describe(error):
     if error.validator == "required":
         return error.message.replace(" is a required property", " is missing").replace(
             "'", "field '", 1)
+    if error.validator == "additionalProperties" and not error.absolute_path:
+        undeclared = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return "fields the message type does not declare: " + ", ".join(
+            repr(name) for name in undeclared)
     field = ".".join(str(part) for part in error.absolute_path)
     return f"field {field!r}: {error.message}"
 

@@ -25,7 +25,7 @@ from nameko.constants import (
 
 from nameko_topology.batch import HeldChannel
 from nameko_topology.compat import Responder
-from nameko_topology.delivery import check_headers
+from nameko_topology.delivery import check_headers, shown
 from nameko_topology.exceptions import CONNECTION_ERRORS, InvalidMessage
 from nameko_topology.gcfreeze import GcFreeze
 from nameko_topology.queue_consumer import ResilientQueueConsumer
@@ -95,6 +95,16 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
         self.reply_publisher.close()
 
     def handle_message(self, body, message):
+        reply_to = message.properties.get("reply_to")
+        if not (isinstance(reply_to, str) and reply_to):
+            # nameko's responder would raise a KeyError building the reply and kill the
+            # container, and the request, unacked, would kill every restart: there is no one
+            # to answer, so the request is dropped (the RPC queue has no dead-letter exchange)
+            log.warning("dropping an RPC request to %s without a reply_to (correlation id %s)",
+                        shown(message.delivery_info.get("routing_key")),
+                        shown(message.properties.get("correlation_id")))
+            self.queue_consumer.reject_message(message)
+            return
         try:
             check_headers(message.headers)
         except InvalidMessage:
