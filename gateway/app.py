@@ -20,9 +20,9 @@ Routes::
 import json
 import logging
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -32,26 +32,25 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from gateway import openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
-from nameko_topology.constants import DEFAULT_AMQP_URI
+from nameko_topology import load_topology
+from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
+from nameko_topology.exceptions import TopologyError
+from nameko_topology.messages import field_problems
 
 log = logging.getLogger(__name__)
 
-MAX_QUANTITY = 1_000_000
-MAX_TEXT = 100  # item and order_id; the topology's message schema says the same
 MAX_IDEMPOTENCY_KEY = 200
+#: the keys of a POST /order body; their limits are the topology's message ORDER_PLACED
 ORDER_FIELDS = {"item", "quantity", "order_id"}
-# Safe in a URL path, a header and a log line as it is: no "/", no spaces, no control characters.
-# The topology's order_id fields carry the same pattern.
-ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}" % (MAX_TEXT - 1))
-# What no database column can hold: NUL (PostgreSQL text refuses it) and lone surrogates (no
-# UTF-8 encoding), both of which a JSON string can carry as escapes.
-UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+ORDER_PLACED = "OrderPlaced"
 
 
 def default_config():
     """The gateway's settings and their defaults (read when an app is created, not at import)."""
     return {
         "AMQP_URI": os.environ.get("AMQP_URI", DEFAULT_AMQP_URI),
+        # its OrderPlaced message sets the limits of a POST /order body
+        "TOPOLOGY_FILE": os.environ.get("TOPOLOGY_FILE", DEFAULT_TOPOLOGY_FILE),
         "RPC_TIMEOUT": 5.0,  # seconds; an unanswered call becomes a 503 after this
         "HEALTH_TIMEOUT": 1.5,  # seconds per health check, all services checked in parallel
         "MAX_BODY_BYTES": 16384,
@@ -79,9 +78,9 @@ def create_app(config=None, rpc=None):
     """Build the gateway app.
 
     :Parameters:
-        config: a dict overriding :func:`default_config` (``AMQP_URI``, ``RPC_TIMEOUT``,
-            ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``, ``ORDER_BATCH_MAX``,
-            ``ORDER_BATCH_SENDERS``).
+        config: a dict overriding :func:`default_config` (``AMQP_URI``, ``TOPOLOGY_FILE``,
+            ``RPC_TIMEOUT``, ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``,
+            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``).
         rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
             and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
             fake. By default a real ``RpcClient`` is built; it connects on first use.
@@ -90,6 +89,14 @@ def create_app(config=None, rpc=None):
     that places orders on ``app.extensions["order_batcher"]``. Their threads are daemons, so a
     server whose process exits (``python -m gateway``) need not stop them; code that drops an
     app and goes on (tests, an embedding program) calls ``close()`` on both.
+
+    The topology's ``OrderPlaced`` message, which a POST /order body is checked against, is
+    kept on ``app.extensions["order_placed"]`` and the OpenAPI document built from it on
+    ``app.extensions["openapi"]``.
+
+    :raises TopologyError: the ``TOPOLOGY_FILE`` cannot be read, is invalid, or its
+        ``OrderPlaced.order_id`` refuses the ids the gateway picks; ``KeyError`` if it declares
+        no ``OrderPlaced`` message.
     """
     app = GatewayFlask(__name__)
     app.config.update(default_config())
@@ -99,6 +106,9 @@ def create_app(config=None, rpc=None):
     # limit, where a cut-off body and a complete one look the same.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"] + 1
     app.json.sort_keys = False  # keep the services' field order
+    order_placed, app.extensions["order_id_shape"] = _order_shapes(app.config["TOPOLOGY_FILE"])
+    app.extensions["order_placed"] = order_placed
+    app.extensions["openapi"] = openapi.document(order_placed)
     if rpc is None:
         rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"])
     app.extensions["rpc"] = rpc
@@ -109,6 +119,28 @@ def create_app(config=None, rpc=None):
     app.register_blueprint(api)
     _register_error_handlers(app)
     return app
+
+
+def _order_shapes(topology_file):
+    """The OrderPlaced message of ``topology_file``, and the shape of its ``order_id`` alone
+    (GET /orders/<order_id> checks the id by itself)."""
+    order_placed = load_topology(topology_file).message(ORDER_PLACED)
+    order_id_shape = replace(
+        order_placed, name=ORDER_PLACED + ".order_id",
+        fields=tuple(f for f in order_placed.fields if f.name == "order_id"))
+    # else every order sent without an id would be refused, blaming an order_id nobody sent
+    problems = field_problems(order_id_shape, {"order_id": new_order_id()})
+    if problems:
+        raise TopologyError(topology_file, [
+            (f"{ORDER_PLACED}.order_id", "refuses the ids the gateway picks (32 hex digits): "
+             + message) for _, message in problems])
+    return order_placed, order_id_shape
+
+
+def new_order_id():
+    """The id of an order sent without one: a UUIDv7, as the orders service makes them
+    (time-ordered ids keep its index writes local)."""
+    return uuid7().hex
 
 
 class GatewayFlask(Flask):
@@ -144,18 +176,17 @@ def _unavailable_as_503(service, method):
 @api.post("/order")
 def place_order():
     _require_json_content_type()
-    kwargs = validate_order(_json_body(), request.headers.get("Idempotency-Key"))
-    # The id is chosen before the call so that the call is safe to repeat: the broker
-    # redelivers a request whose reply was lost, and that delivery must find this order.
-    # A UUIDv7, as the orders service makes them: time-ordered ids keep its index writes local.
-    order_id = kwargs["order_id"] or uuid7().hex
+    body = _json_body()
+    kwargs = validate_order(current_app.extensions["order_placed"], body,
+                            request.headers.get("Idempotency-Key"))
     try:
         with _unavailable_as_503("orders", "place_order"):
             order = current_app.extensions["order_batcher"].call(
-                current_app.config["RPC_TIMEOUT"], **dict(kwargs, order_id=order_id))
+                current_app.config["RPC_TIMEOUT"], **kwargs)
     except RemoteError as exc:
         if exc.exc_type == "OrderConflict":
-            raise ApiError(409, {"error": exc.value, "field": _conflict_field(exc, kwargs)})
+            raise ApiError(409, {"error": exc.value,
+                                 "field": _conflict_field(exc, "order_id" in body, kwargs)})
         if exc.exc_type == "InvalidMessage":  # the service checks the OrderPlaced shape too
             raise bad_request(exc.value, None)
         raise
@@ -173,8 +204,10 @@ def list_orders():
 
 @api.get("/orders/<order_id>")
 def get_order(order_id):
-    # no order can have an id outside the alphabet: not worth a call
-    order = call("orders", "get_order", order_id=order_id) if ORDER_ID.fullmatch(order_id) else None
+    # no order can have an id that OrderPlaced refuses: not worth a call
+    shape = current_app.extensions["order_id_shape"]
+    order = None if field_problems(shape, {"order_id": order_id}) else call(
+        "orders", "get_order", order_id=order_id)
     if order is None:
         raise ApiError(404, {"error": "order {} not found".format(order_id)})
     return jsonify(order)
@@ -199,7 +232,7 @@ def list_notifications():
 
 @api.get("/openapi.json")
 def openapi_document():
-    return jsonify(openapi.DOCUMENT)
+    return jsonify(current_app.extensions["openapi"])
 
 
 @api.get("/health")
@@ -282,41 +315,39 @@ def _query_int(name, default, minimum):
     return int(raw)
 
 
-def validate_order(body, idempotency_key=None):
-    """Check a POST /order body and header; return place_order's kwargs or raise a 400."""
+def validate_order(order_placed, body, idempotency_key=None):
+    """Check a POST /order body and header; return place_order's kwargs or raise a 400.
+
+    The fields must make an ``order_placed`` message (the topology's OrderPlaced: its limits are
+    the only ones), with the id the order will have: the client's ``order_id``, or a new one.
+    The HTTP-only rules are checked here: a JSON object with no other keys, an integral number
+    is an integer, an item not only spaces and without NUL, the Idempotency-Key.
+    """
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object", "body")
     unknown = sorted(set(body) - ORDER_FIELDS)
     if unknown:
         raise bad_request("unknown field(s): {}".format(", ".join(unknown)), unknown[0])
-    for field in ("item", "quantity"):
-        if field not in body:
-            raise bad_request("{} is required".format(field), field)
+    # The id is chosen before the call so that the call is safe to repeat: the broker
+    # redelivers a request whose reply was lost, and that delivery must find this order.
+    payload = {"order_id": new_order_id()} if "order_id" not in body else {}
+    payload.update(body)
+    for field in order_placed.fields:
+        # JSON Schema's integer, as the OpenAPI document says: 2.0 is 2 (JSON has one number
+        # type); 1.5 is not an integer, and the shape refuses it (and true) as one.
+        value = payload.get(field.name)
+        if field.type == "integer" and isinstance(value, float) and value.is_integer():
+            payload[field.name] = int(value)
+    problems = field_problems(order_placed, payload)
+    if problems:
+        raise bad_request("; ".join(message for _, message in problems), problems[0][0])
 
-    item = body["item"]
-    if not isinstance(item, str) or not item.strip():
-        raise bad_request("item must be a non-empty string", "item")
-    if len(item) > MAX_TEXT:
-        raise bad_request("item must be at most {} characters".format(MAX_TEXT), "item")
-    if UNSTORABLE.search(item):
-        raise bad_request("item must not contain NUL or unpaired surrogate characters", "item")
-    item = item.strip()  # " apple" and "apple" are the same stock item
-
-    quantity = body["quantity"]
-    # JSON Schema's integer, as the OpenAPI document says: 2.0 is 2 (JSON has one number
-    # type), 1.5 is not an integer; and bool is an int subclass: true must not order 1 item.
-    if isinstance(quantity, float) and quantity.is_integer():
-        quantity = int(quantity)
-    if not isinstance(quantity, int) or isinstance(quantity, bool):
-        raise bad_request("quantity must be an integer", "quantity")
-    if not 1 <= quantity <= MAX_QUANTITY:
-        raise bad_request("quantity must be between 1 and {}".format(MAX_QUANTITY), "quantity")
-
-    order_id = body.get("order_id")
-    if "order_id" in body and not (isinstance(order_id, str) and ORDER_ID.fullmatch(order_id)):
-        raise bad_request(
-            "order_id must be 1 to {} of A-Z a-z 0-9 . _ : - starting with a letter or "
-            "digit".format(MAX_TEXT), "order_id")
+    # the limits count the item as sent; then " apple" and "apple" are the same stock item
+    item = payload["item"].strip()
+    if not item:
+        raise bad_request("item must not be only spaces", "item")
+    if "\x00" in item:  # PostgreSQL's text refuses NUL, which JSON can carry as \u0000
+        raise bad_request("item must not contain NUL", "item")
 
     if idempotency_key is not None and not (
             1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY
@@ -324,13 +355,13 @@ def validate_order(body, idempotency_key=None):
         raise bad_request("Idempotency-Key must be 1-{} printable ASCII characters".format(
             MAX_IDEMPOTENCY_KEY), "Idempotency-Key")
 
-    return {"item": item, "quantity": quantity, "order_id": order_id,
+    return {"item": item, "quantity": payload["quantity"], "order_id": payload["order_id"],
             "idempotency_key": idempotency_key}
 
 
-def _conflict_field(exc, kwargs):
+def _conflict_field(exc, client_order_id, kwargs):
     """Which of the request's identifiers the service found in use for another order."""
-    if kwargs["order_id"] is None:
+    if not client_order_id:
         return "Idempotency-Key"
     if kwargs["idempotency_key"] is None:
         return "order_id"

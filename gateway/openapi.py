@@ -1,8 +1,9 @@
 """The gateway's contract: the OpenAPI 3.1 document served at ``GET /openapi.json``.
 
-Every route, every status code the app answers and every body it sends or takes. The tests check
-the document with openapi-spec-validator and run schemathesis against the live gateway with it
-(tests/gateway/test_openapi.py).
+Every route, every status code the app answers and every body it sends or takes. The limits of
+a POST /order body are the topology's OrderPlaced message, so :func:`document` builds it from
+that. The tests check the document with openapi-spec-validator and run schemathesis against
+the live gateway with it (tests/gateway/test_openapi.py).
 """
 
 
@@ -41,10 +42,41 @@ _UNAVAILABLE = _error(
                      "schema": {"type": "string"}}})
 _INTERNAL = _error('an unexpected error in the gateway or a service: {"error": "internal error"}')
 
-# the alphabet of gateway.app.ORDER_ID
-ORDER_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+#: an item that is not only spaces, as the gateway's ``str.strip()`` reads them (Python's
+#: whitespace; a JSON Schema ``\s`` leaves out U+001C-U+001F and U+0085, and has U+FEFF)
+NOT_ONLY_SPACES = (
+    "[^\\t-\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f"
+    "\\u3000]")
 
-DOCUMENT = {
+
+def document(order_placed):
+    """The OpenAPI document of the gateway whose POST /order makes ``order_placed`` messages
+    (a :class:`~nameko_topology.model.MessageSpec`)."""
+    return dict(_DOCUMENT, components={"schemas": dict(
+        _SCHEMAS, OrderRequest=_order_request(order_placed))})
+
+
+def _order_request(order_placed):
+    fields = order_placed.json_schema["properties"]
+    return {
+        "type": "object", "additionalProperties": False,
+        # order_id too is in every message, but the gateway picks one when the client does not
+        "required": [name for name in order_placed.json_schema["required"] if name != "order_id"],
+        "properties": {
+            "item": dict(
+                fields["item"],
+                description="the stock item; its length counted as sent, then surrounding "
+                            "spaces are dropped; not only spaces; no NUL, no unpaired surrogates",
+                allOf=[{"pattern": NOT_ONLY_SPACES}, {"pattern": "^[^\\u0000]*$"}]),
+            "quantity": dict(fields["quantity"]),
+            "order_id": dict(fields["order_id"],
+                             description="chosen by the client, for safe retries; the gateway "
+                                         "picks one without it"),
+        },
+    }
+
+
+_DOCUMENT = {
     "openapi": "3.1.0",
     "info": {
         "title": "nameko-topology gateway",
@@ -124,63 +156,50 @@ DOCUMENT = {
             "responses": {"200": _ok("the OpenAPI 3.1 document", {"type": "object"})},
         }},
     },
-    "components": {"schemas": {
-        "Error": {
-            "type": "object", "required": ["error"], "additionalProperties": False,
-            "properties": {"error": {"type": "string"},
-                           "field": {"type": ["string", "null"],
-                                     "description": "the input at fault, when there is one"}},
+}
+
+_SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["error"], "additionalProperties": False,
+        "properties": {"error": {"type": "string"},
+                       "field": {"type": ["string", "null"],
+                                 "description": "the input at fault, when there is one"}},
+    },
+    "Order": {
+        "type": "object",
+        "required": ["order_id", "item", "quantity", "status", "reason", "created_at"],
+        "additionalProperties": False,
+        "properties": {
+            "order_id": {"type": "string"},
+            "item": {"type": "string"},
+            "quantity": {"type": "integer"},
+            "status": {"enum": ["PENDING", "CONFIRMED", "REJECTED"]},
+            "reason": {"type": ["string", "null"], "description": "why it was REJECTED"},
+            "created_at": {"type": "number", "description": "seconds since the epoch"},
         },
-        "OrderRequest": {
-            "type": "object", "required": ["item", "quantity"], "additionalProperties": False,
-            "properties": {
-                "item": {"type": "string", "minLength": 1, "maxLength": 100,
-                         "description": "the stock item; surrounding spaces are dropped; not "
-                                        "only spaces; no NUL, no unpaired surrogates",
-                         "allOf": [{"pattern": "\\S"}, {"pattern": "^[^\\u0000]*$"}]},
-                "quantity": {"type": "integer", "minimum": 1, "maximum": 1000000},
-                "order_id": {"type": "string", "minLength": 1, "maxLength": 100,
-                             "pattern": ORDER_ID_PATTERN,
-                             "description": "chosen by the client, for safe retries; the "
-                                            "gateway picks one without it"},
-            },
+    },
+    "Notification": {
+        "type": "object",
+        "required": ["id", "order_id", "kind", "item", "quantity", "message", "created_at"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "order_id": {"type": "string"},
+            "kind": {"enum": ["confirmation", "failure"]},
+            "item": {"type": "string"},
+            "quantity": {"type": "integer"},
+            "message": {"type": "string"},
+            "created_at": {"type": "number"},
         },
-        "Order": {
-            "type": "object",
-            "required": ["order_id", "item", "quantity", "status", "reason", "created_at"],
-            "additionalProperties": False,
-            "properties": {
-                "order_id": {"type": "string"},
-                "item": {"type": "string"},
-                "quantity": {"type": "integer"},
-                "status": {"enum": ["PENDING", "CONFIRMED", "REJECTED"]},
-                "reason": {"type": ["string", "null"], "description": "why it was REJECTED"},
-                "created_at": {"type": "number", "description": "seconds since the epoch"},
-            },
+    },
+    "Health": {
+        "type": "object", "required": ["status", "gateway", "broker", "services"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"enum": ["ok", "unavailable"]},
+            "gateway": {"const": "ok"},
+            "broker": {"type": "string"},
+            "services": {"type": "object", "additionalProperties": {"type": "string"}},
         },
-        "Notification": {
-            "type": "object",
-            "required": ["id", "order_id", "kind", "item", "quantity", "message", "created_at"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "integer"},
-                "order_id": {"type": "string"},
-                "kind": {"enum": ["confirmation", "failure"]},
-                "item": {"type": "string"},
-                "quantity": {"type": "integer"},
-                "message": {"type": "string"},
-                "created_at": {"type": "number"},
-            },
-        },
-        "Health": {
-            "type": "object", "required": ["status", "gateway", "broker", "services"],
-            "additionalProperties": False,
-            "properties": {
-                "status": {"enum": ["ok", "unavailable"]},
-                "gateway": {"const": "ok"},
-                "broker": {"type": "string"},
-                "services": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        },
-    }},
+    },
 }

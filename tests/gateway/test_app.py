@@ -4,13 +4,18 @@ import json
 import logging
 import re
 
+import jsonschema_rs
 import pytest
+import yaml
 from nameko.exceptions import RemoteError
 
 from openapi_spec_validator import validate
 
 from gateway import openapi
-from gateway.app import MAX_TEXT, ORDER_ID, create_app
+from gateway.app import ORDER_PLACED, create_app
+from nameko_topology import load_topology
+from nameko_topology.constants import DEFAULT_TOPOLOGY_FILE
+from nameko_topology.exceptions import TopologyError
 from gateway.rpc import RpcClient, RpcTimeout, ServiceUnavailable, UnknownService
 
 ORDER = {"order_id": "o-1", "item": "widget", "quantity": 2, "status": "PENDING",
@@ -159,6 +164,20 @@ def test_location_header_is_percent_encoded_whatever_id_the_service_returns(clie
     assert response.status_code == 202
     assert response.headers["Location"] == "/orders/a%20b%2F%0D%0ASet-Cookie%3A%20x"
     assert "Set-Cookie" not in response.headers
+
+
+def test_the_item_length_is_counted_before_the_spaces_are_dropped(client, rpc):
+    assert_bad_request(post_order(client, {"item": " " + "w" * 100, "quantity": 1}), "item", rpc)
+    assert post_order(client, {"item": " " + "w" * 99, "quantity": 1}).status_code == 202
+    assert rpc.calls[0][2]["item"] == "w" * 99
+
+
+def test_a_bad_request_lists_every_problem_and_names_the_first_field(client, rpc):
+    response = post_order(client, {"item": "w" * 101, "quantity": 0, "order_id": "a/b"})
+    assert_bad_request(response, "order_id", rpc)
+    assert response.get_json()["error"] == (
+        "order_id must match ^[A-Za-z0-9][A-Za-z0-9._:-]*$ as a whole; "
+        "item must be at most 100 characters long; quantity must be at least 1")
 
 
 def test_an_integral_number_is_an_integer_quantity(client, rpc):
@@ -493,16 +512,78 @@ def test_the_openapi_document_is_valid_openapi_3_1(client):
 
 
 def test_the_openapi_document_has_every_route_and_method(app):
-    paths = openapi.DOCUMENT["paths"]
+    paths = app.extensions["openapi"]["paths"]
     routes = {(re.sub(r"<(\w+)>", r"{\1}", rule.rule), method.lower())
               for rule in app.url_map.iter_rules() if rule.endpoint != "static"
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert routes == {(path, method) for path, item in paths.items() for method in item}
 
 
-def test_the_order_id_pattern_of_the_document_is_the_gateways(client, rpc):
-    assert openapi.ORDER_ID_PATTERN == "^{}$".format(ORDER_ID.pattern.replace(
-        "{0,%d}" % (MAX_TEXT - 1), "*"))
+def test_the_order_request_fields_are_the_topologys_order_placed(app):
+    fields = load_topology(DEFAULT_TOPOLOGY_FILE).message(ORDER_PLACED).json_schema["properties"]
+    request = app.extensions["openapi"]["components"]["schemas"]["OrderRequest"]
+    assert request["required"] == ["item", "quantity"]
+    for name, schema in request["properties"].items():
+        assert {key: schema[key] for key in fields[name]} == fields[name]
+
+
+def test_the_document_and_the_gateway_agree_on_what_is_only_spaces(client, rpc):
+    # read as ECMAScript, as JSON Schema (and schemathesis) does: "\\S" leaves U+001C-U+001F
+    # and U+0085 to items, which str.strip() drops, and refuses U+FEFF, which it keeps
+    item = client.get("/openapi.json").get_json()["components"]["schemas"]["OrderRequest"][
+        "properties"]["item"]
+    not_only_spaces = jsonschema_rs.validator_for({"pattern": item["allOf"][0]["pattern"]})
+    characters = [chr(code) for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF]
+    assert [c for c in characters if not_only_spaces.is_valid(c) == c.isspace()] == []
+    assert_bad_request(post_order(client, {"item": "\x1f\x85", "quantity": 1}), "item", rpc)
+    assert post_order(client, {"item": "\ufeff", "quantity": 1}).status_code == 202
+
+
+def topology_with_order_placed(tmp_path, **limits):
+    """The repo's topology file, with ``limits`` (field name -> options) set on OrderPlaced."""
+    document = yaml.safe_load(open(DEFAULT_TOPOLOGY_FILE))
+    [message] = [m for m in document["messages"] if m["name"] == ORDER_PLACED]
+    for field in message["fields"]:
+        field.update(limits.get(field["name"], {}))
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return str(path)
+
+
+def test_the_limits_are_the_topology_files(tmp_path, rpc):
+    topology = topology_with_order_placed(
+        tmp_path, item={"max_length": 5}, quantity={"maximum": 10},
+        order_id={"pattern": "^[a-z0-9]+$"})
+    app = create_app({"AMQP_URI": "amqp://unused", "TOPOLOGY_FILE": topology}, rpc=rpc)
+    client = app.test_client()
+    assert_bad_request(post_order(client, {"item": "abcdef", "quantity": 1}), "item", rpc)
+    assert_bad_request(post_order(client, {"item": "abc", "quantity": 11}), "quantity", rpc)
+    assert_bad_request(post_order(client, {"item": "abc", "quantity": 1, "order_id": "A1"}),
+                       "order_id", rpc)
+    assert client.get("/orders/A1").status_code == 404 and rpc.calls == []
+    assert post_order(client, {"item": "abcde", "quantity": 10, "order_id": "o"}).status_code \
+        == 202
+    fields = app.extensions["openapi"]["components"]["schemas"]["OrderRequest"]["properties"]
+    assert (fields["item"]["maxLength"], fields["quantity"]["maximum"]) == (5, 10)
+    assert fields["order_id"]["pattern"] == "^(?:^[a-z0-9]+$)$"
+
+
+def test_a_topology_refusing_the_ids_the_gateway_picks_stops_the_app_being_made(tmp_path, rpc):
+    topology = topology_with_order_placed(tmp_path, order_id={"pattern": "^o-[0-9]+$"})
+    with pytest.raises(TopologyError, match="refuses the ids the gateway picks"):
+        create_app({"TOPOLOGY_FILE": topology}, rpc=rpc)
+
+
+def test_the_topology_file_comes_from_the_environment(tmp_path, rpc, monkeypatch):
+    monkeypatch.setenv("TOPOLOGY_FILE", topology_with_order_placed(
+        tmp_path, quantity={"maximum": 10}))
+    client = create_app({"AMQP_URI": "amqp://unused"}, rpc=rpc).test_client()
+    assert_bad_request(post_order(client, {"item": "abc", "quantity": 11}), "quantity", rpc)
+
+
+def test_an_unreadable_topology_file_stops_the_app_being_made(tmp_path, rpc):
+    with pytest.raises(TopologyError, match="cannot read the file"):
+        create_app({"TOPOLOGY_FILE": str(tmp_path / "missing.yaml")}, rpc=rpc)
 
 
 # -- the real client --------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_an_order_no_database_can_store_fails_alone_in_its_batch(stack):
     assert [entry.get("order", {}).get("order_id") for entry in entries] == [
         "rpc-good-1", None, "rpc-good-2"]
     assert entries[1]["error"]["exc_type"] == "InvalidMessage"
-    assert "surrogate" in entries[1]["error"]["value"]
+    assert "lone surrogate" in entries[1]["error"]["value"]
     assert stored(stack, "rpc-good-1") and stored(stack, "rpc-good-2")
     assert not stored(stack, "rpc-bad")
 
