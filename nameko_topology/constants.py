@@ -1,8 +1,9 @@
 """Every nameko config key the framework reads, with its default.
 
 As in nameko's own ``constants.py``: the keys are read from the container config, which
-``config.yaml`` fills from the environment (``${VAR:default}``); the framework itself reads
-no environment variable.
+``config.yaml`` fills from the environment (``${VAR:default}``); a container's extensions read
+no environment variable. The CLI and the test helpers, which have no container config, read
+``AMQP_URI`` and ``RABBITMQ_MANAGEMENT_PORT`` from the environment.
 """
 from nameko.constants import AMQP_URI_CONFIG_KEY  # noqa: F401 (the broker: nameko's key)
 

@@ -13,46 +13,25 @@ import eventlet
 import pytest
 import requests
 
-from scripts.stack import Stack
-from nameko_topology.testing.broker import TestVhost, wait_for
+from nameko_topology.testing.broker import wait_for
 
 pytestmark = pytest.mark.integration
 
 ORDER = b'{"item": "widget-A", "quantity": 1}'
 
 
-def start_stack(rabbit_base_uri, data_dir, **options):
-    vhost = TestVhost(rabbit_base_uri).create()
-    stack = Stack(vhost.amqp_uri, data_dir, **options)
-    try:
-        stack.start(timeout=90)
-    except BaseException:
-        stack.stop()
-        vhost.delete()
-        raise
-    return vhost, stack
-
-
 @pytest.fixture(scope="module")
-def patient(rabbit_base_uri, tmp_path_factory):
+def patient(pipeline):
     """The whole pipeline, its gateway with timeouts long enough that no client of a test is
     closed while the test looks."""
-    vhost, stack = start_stack(rabbit_base_uri, tmp_path_factory.mktemp("patient"),
-                               env={"GATEWAY_BODY_TIMEOUT": "60", "GATEWAY_IDLE_TIMEOUT": "60"})
-    yield stack
-    stack.stop()
-    vhost.delete()
+    return pipeline("patient", env={"GATEWAY_BODY_TIMEOUT": "60", "GATEWAY_IDLE_TIMEOUT": "60"})
 
 
 @pytest.fixture(scope="module")
-def impatient(rabbit_base_uri, tmp_path_factory):
+def impatient(pipeline):
     """A gateway that gives a body, and an idle connection, one second."""
-    vhost, stack = start_stack(rabbit_base_uri, tmp_path_factory.mktemp("impatient"),
-                               services=("inventory",),
-                               env={"GATEWAY_BODY_TIMEOUT": "1", "GATEWAY_IDLE_TIMEOUT": "1"})
-    yield stack
-    stack.stop()
-    vhost.delete()
+    return pipeline("impatient", services=("inventory",),
+                    env={"GATEWAY_BODY_TIMEOUT": "1", "GATEWAY_IDLE_TIMEOUT": "1"})
 
 
 def connect(stack):

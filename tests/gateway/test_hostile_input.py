@@ -22,16 +22,8 @@ MAX_BODY_BYTES = 16384  # the gateway's default
 
 
 @pytest.fixture(scope="module")
-def stack(rabbit_base_uri, tmp_path_factory):
-    vhost = TestVhost(rabbit_base_uri).create()
-    stack = Stack(vhost.amqp_uri, tmp_path_factory.mktemp("hostile") / "data",
-                  env={"INITIAL_STOCK": json.dumps(STOCK)})
-    try:
-        stack.start(timeout=90)
-        yield stack
-    finally:
-        stack.stop()
-        vhost.delete()
+def stack(pipeline):
+    return pipeline("hostile", env={"INITIAL_STOCK": json.dumps(STOCK)})
 
 
 def post(stack, body, **kwargs):

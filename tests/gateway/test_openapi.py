@@ -14,8 +14,7 @@ from gateway import openapi
 from gateway.app import ORDER_PLACED
 from nameko_topology import load_topology
 from nameko_topology.constants import DEFAULT_TOPOLOGY_FILE
-from nameko_topology.testing.broker import TestVhost
-from scripts.stack import REPO_ROOT, Stack
+from scripts.stack import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +23,8 @@ MAX_EXAMPLES = 100
 
 
 @pytest.fixture(scope="module")
-def live_stack(rabbit_base_uri, tmp_path_factory):
-    vhost = TestVhost(rabbit_base_uri).create()
-    stack = Stack(vhost.amqp_uri, tmp_path_factory.mktemp("openapi") / "data",
-                  env={"INITIAL_STOCK": json.dumps({"widget-A": 1_000_000})})
-    try:
-        stack.start(timeout=90)
-        yield stack
-    finally:
-        stack.stop()
-        vhost.delete()
+def live_stack(pipeline):
+    return pipeline("openapi", env={"INITIAL_STOCK": json.dumps({"widget-A": 1_000_000})})
 
 
 # The document the app serves (test_the_gateway_serves_this_document checks that it is), from the
