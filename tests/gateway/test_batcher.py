@@ -37,6 +37,23 @@ def batcher(rpc, **options):
                        **options)
 
 
+
+def second_of_three_calls_fails(rpc):
+    """Make three calls that reach ``rpc`` together; the first and the third get their
+    results; return the ``RemoteError`` the second one raised."""
+    calls = batcher(rpc, senders=1)
+    rpc.gate.clear()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(calls.call, 3, n=n) for n in range(3)]
+        wait_for(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3,
+                 timeout=WAIT)
+        rpc.gate.set()
+        assert futures[0].result(WAIT) == {"n": 0}
+        with pytest.raises(RemoteError) as failed:
+            futures[1].result(WAIT)
+        assert futures[2].result(WAIT) == {"n": 2}
+    return failed.value
+
 def test_a_lone_call_goes_out_alone_and_gets_its_result():
     rpc = ScriptedRpc()
     assert batcher(rpc).call(3, item="a", quantity=1) == {"item": "a", "quantity": 1}
@@ -64,18 +81,8 @@ def test_each_call_gets_its_own_entry_error_or_result():
     rpc = ScriptedRpc(lambda orders: [
         {"error": {"exc_type": "OrderConflict", "value": "taken"}} if order["n"] == 1
         else {"order": order} for order in orders])
-    calls = batcher(rpc, senders=1)
-    rpc.gate.clear()
-    with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(calls.call, 3, n=n) for n in range(3)]
-        wait_for(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3,
-                 timeout=WAIT)
-        rpc.gate.set()
-        assert futures[0].result(WAIT) == {"n": 0}
-        with pytest.raises(RemoteError) as conflict:
-            futures[1].result(WAIT)
-        assert futures[2].result(WAIT) == {"n": 2}
-    assert (conflict.value.exc_type, conflict.value.value) == ("OrderConflict", "taken")
+    conflict = second_of_three_calls_fails(rpc)
+    assert (conflict.exc_type, conflict.value) == ("OrderConflict", "taken")
 
 
 @pytest.mark.parametrize("answer, error", [
@@ -120,18 +127,7 @@ def test_a_batch_the_service_raises_for_is_sent_again_call_by_call():
         return [{"order": order} for order in orders]
 
     rpc = ScriptedRpc(answer)
-    calls = batcher(rpc, senders=1)
-    rpc.gate.clear()
-    with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(calls.call, 3, n=n) for n in range(3)]
-        wait_for(lambda: sum(len(batch) for batch in rpc.batches) + len(calls._queue) == 3,
-                 timeout=WAIT)
-        rpc.gate.set()
-        assert futures[0].result(WAIT) == {"n": 0}
-        with pytest.raises(RemoteError) as failed:
-            futures[1].result(WAIT)
-        assert futures[2].result(WAIT) == {"n": 2}
-    assert failed.value.exc_type == "UnicodeEncodeError"
+    assert second_of_three_calls_fails(rpc).exc_type == "UnicodeEncodeError"
     # the batch that failed went out again, call by call
     [failed_batch] = [batch for batch in rpc.batches if len(batch) > 1]
     assert rpc.batches[-len(failed_batch):] == [[call] for call in failed_batch]
