@@ -107,6 +107,8 @@ def consumer_deliveries(vhost, queue):
     deliveries = {}
     for consumer in details:
         channel = consumer["channel_details"]
+        if not channel:  # [] until the statistics hold the channel: not known yet
+            return None
         stats = api.get(api.path("channels", channel["name"])).get("message_stats", {})
         deliveries[channel["connection_name"]] = stats.get("deliver", 0)
     return deliveries
