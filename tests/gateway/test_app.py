@@ -11,7 +11,6 @@ from nameko.exceptions import RemoteError
 
 from openapi_spec_validator import validate
 
-from gateway import openapi
 from gateway.app import ORDER_PLACED, create_app
 from nameko_topology import load_topology
 from nameko_topology.constants import DEFAULT_TOPOLOGY_FILE

@@ -12,7 +12,7 @@ import requests
 
 from gateway.rpc import RpcClient
 from scripts.stack import Stack
-from nameko_topology.testing.broker import TestVhost, wait_for
+from nameko_topology.testing.broker import wait_for
 from nameko_topology.testing.postgres import TestDatabase, server_available
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from nameko_topology import Handle
 from nameko_topology.messages import ATTEMPT_HEADER, REASON_HEADER
 from nameko_topology.model import RetrySpec, load_topology
 from tests.nameko_topology.hostile import (
-    READ_HEADERS, any_text, header_tables, wire_deliveries, wire_values,
+    READ_HEADERS, any_text, wire_deliveries, wire_values,
 )
 
 TOPOLOGY = load_topology(Path(__file__).resolve().parents[2] / "topology.yaml")
