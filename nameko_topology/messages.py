@@ -97,15 +97,25 @@ def check_payload(spec, payload):
     if not isinstance(payload, dict):
         raise InvalidMessage(
             f"{spec.name}: body must be a JSON object, got {type(payload).__name__}")
+    problems = _checker_of(spec).problems(payload)
+    problems += [f"field {name!r}: holds a lone surrogate, a string no encoding can store"
+                 for name in _surrogate_fields(payload)]
+    if problems:
+        raise InvalidMessage(f"{spec.name}: " + "; ".join(problems))
+
+
+def _checker_of(spec):
     checker = _checkers.get(spec)
     if checker is None:
         checker = _checkers[spec] = _PayloadChecker(spec)
-    problems = checker.problems(payload)
-    if not _plain_text_only(payload):
-        problems += [f"field {name!r}: holds a lone surrogate, a string no encoding can store"
-                     for name, value in payload.items() if _holds_lone_surrogate(name, value)]
-    if problems:
-        raise InvalidMessage(f"{spec.name}: " + "; ".join(problems))
+    return checker
+
+
+def _surrogate_fields(payload):
+    """The fields of ``payload`` whose name or value holds a lone surrogate."""
+    if _plain_text_only(payload):
+        return []
+    return [name for name, value in payload.items() if _holds_lone_surrogate(name, value)]
 
 
 def _plain_text_only(payload):
@@ -245,12 +255,9 @@ def field_problems(spec, payload):
     """
     if not isinstance(payload, dict):
         return [(None, f"body must be a JSON object, got {type(payload).__name__}")]
-    checker = _checkers.get(spec)
-    if checker is None:
-        checker = _checkers[spec] = _PayloadChecker(spec)
+    checker = _checker_of(spec)
     refused = checker.problems(payload)
-    surrogates = () if _plain_text_only(payload) else [
-        name for name, value in payload.items() if _holds_lone_surrogate(name, value)]
+    surrogates = _surrogate_fields(payload)
     if not refused and not surrogates:
         return []
     problems = [(name, f"{name} is required") for name in spec.json_schema["required"]
