@@ -21,6 +21,17 @@ QUEUE_HEADER = "x-rejected-queue"
 ORIGINAL_EXCHANGE_HEADER = "x-original-exchange"
 ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
 ATTEMPT_HEADER = "x-attempt"
+#: what a dead letter carries besides the above: see README "Operating failures"
+DEAD_LETTER_ID_HEADER = "x-dead-letter-id"
+EXCEPTION_TYPE_HEADER = "x-exception-type"
+EXCEPTION_MESSAGE_HEADER = "x-exception-message"
+TRACEBACK_HEADER = "x-exception-traceback"
+SERVICE_HEADER = "x-service"
+HANDLER_HEADER = "x-handler"
+FIRST_FAILURE_HEADER = "x-first-failure-at"
+LAST_FAILURE_HEADER = "x-last-failure-at"
+#: how often the DLQ tools have published a dead letter back
+REPLAY_COUNT_HEADER = "x-replay-count"
 
 JSON_CONTENT_TYPE = "application/json"
 # what kombu labels a bytes body published without a content type
