@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError
 from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
 from nameko_topology.exceptions import TopologyError, TopologyMismatch
 from nameko_topology.model import load_topology
+from nameko_topology.retries import duration_text, jitter_range
 from nameko_topology.uris import redact
 
 DEFAULT_FILE = DEFAULT_TOPOLOGY_FILE
@@ -88,6 +89,7 @@ def _show(args):
     unbound = [name for name in topology.queues if not topology.bindings_of(name)]
     if unbound:
         print(f"queues without bindings: {', '.join(unbound)}")
+    _show_retry_queues(topology)
     print()
     print("message types:")
     for message in topology.messages.values():
@@ -134,12 +136,33 @@ def _shell(args):
     return 0
 
 
+def _show_retry_queues(topology):
+    """Each retry queue: how long its messages wait, where they return, after which
+    attempts."""
+    if not topology.retry_queues:
+        return
+    print()
+    print("retry queues:")
+    for spec in topology.retry_queues.values():
+        retry = topology.queue(spec.retry_for).retry
+        wait = duration_text(spec.message_ttl)
+        if retry.jitter:
+            shortest, _ = jitter_range(spec.message_ttl, retry.jitter)
+            wait = f"{duration_text(shortest)}-{wait}"
+        attempts = ", ".join(map(str, retry.attempts_at(spec.message_ttl)))
+        print(f"  {spec.name} ({spec.type}, {_durability(spec)}): waits {wait}, then back to "
+              f"{spec.retry_for}; after attempt{'s' if ',' in attempts else ''} {attempts} "
+              f"of {retry.max_attempts}")
+
+
 def _summary(topology, with_messages=True):
     counts = [
         _count(len(topology.exchanges), "exchange"),
         _count(len(topology.queues), "queue"),
         _count(len(topology.bindings), "binding"),
     ]
+    if topology.retry_queues:
+        counts.append(_count(len(topology.retry_queues), "retry queue"))
     if with_messages:
         counts.append(_count(len(topology.messages), "message type"))
     return ", ".join(counts)

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def declare_topology(connection, topology, management_port=None):
-    """Declare every exchange, queue and binding of ``topology`` through ``connection``.
+    """Declare every exchange, queue (retry queues included) and binding of ``topology``
+    through ``connection``.
 
     Declaring is idempotent. If the broker already holds an entity declared with other
     arguments, nothing is changed or deleted and :class:`TopologyMismatch` is raised, naming
@@ -34,7 +35,8 @@ def declare_topology(connection, topology, management_port=None):
         for spec in topology.exchanges.values():
             _declare(connection, "exchange", spec.name, spec.to_kombu().bind(channel).declare,
                      _exchange_settings(spec), management_port)
-        for spec in topology.queues.values():
+        # the retry queues too: a retry is published to one, and dead-lettered back from it
+        for spec in topology.declared_queues.values():
             # Queue.declare also declares the queue's bindings (and their exchanges again)
             _declare(connection, "queue", spec.name,
                      topology.kombu_queue(spec.name).bind(channel).declare,

@@ -9,13 +9,20 @@ validation and the ack/retry/dead-letter decision itself::
                   +--> handler --returns------------------------------> ack
                            |
                            +--raises a PERMANENT_ERRORS one-----------> dead-letter (reason)
-                           +--raises anything else--> attempts left? --> re-queue copy, ack
+                           +--raises anything else--> attempts left? --> copy to retry queue,
+                                                          |              ack
                                                           no ---------> dead-letter (reason)
 
-Dead-lettering publishes a copy of the message, with the reason in the ``x-rejected-reason``
-header, to the queue's dead-letter exchange (confirmed), then acks the original. RabbitMQ's
-own ``reject(requeue=False)`` cannot carry a reason, so it is only the fallback when that
-publish fails, or when the queue has no dead-letter exchange.
+A retry copy, with ``x-attempt`` + 1, goes to the queue's retry queue for the delay after that
+attempt (``<queue>.retry.<delay>``, see :mod:`~nameko_topology.retries`); the broker
+dead-letters it back to the queue when the delay has passed. No worker and no prefetch slot
+waits meanwhile.
+
+Dead-lettering publishes a copy of the message, with a complete failure record in its headers
+(:func:`~nameko_topology.failures.dead_letter_headers`), to the queue's dead-letter exchange
+(confirmed), then acks the original. RabbitMQ's own ``reject(requeue=False)`` cannot carry a
+record, so it is only the fallback when that publish fails, or when the queue has no
+dead-letter exchange.
 
 With ``batch_size``, the deliveries read in one turn of the event loop share one worker::
 
@@ -35,7 +42,6 @@ import sqlite3
 from collections import namedtuple
 from functools import partial
 
-import eventlet
 from nameko.amqp.publish import Publisher as PublisherCore
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer
@@ -49,18 +55,19 @@ from nameko_topology.delivery import (
     copied_properties, is_short_string, original_route, shown,
 )
 from nameko_topology.exceptions import InvalidMessage, MessageTooLarge, PermanentError
+from nameko_topology.failures import (
+    MAX_REASON_LENGTH, dead_letter_headers, described, retry_headers,
+)
 from nameko_topology.gcfreeze import GcFreeze
 from nameko_topology.messages import (
-    ATTEMPT_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER, ORIGINAL_ROUTING_KEY_HEADER,
-    QUEUE_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
+    DEAD_LETTER_ID_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
 )
 from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 from nameko_topology.queue_consumer import TopologyQueueConsumer
+from nameko_topology.retries import jittered, retry_queue_name
 
 log = logging.getLogger(__name__)
-
-#: the longest reason a dead letter's ``x-rejected-reason`` header carries
-MAX_REASON_LENGTH = 1000
 
 #: What a handler may raise that retrying cannot fix: the same message would raise it again on
 #: every attempt, so it is dead-lettered at once. The framework's own verdicts, a number too big
@@ -160,8 +167,9 @@ class Handle(Consumer):
             self.dead_letter(message, f"invalid message: {exc}")
         except Exception as exc:  # the last line of defence: a check that itself failed
             log.exception("%s: checking a message failed", self)
-            self.dead_letter(message, f"invalid message: checking it failed: "
-                                      f"{type(exc).__name__}: {exc}")
+            # a bug, not an input: its traceback goes with the record
+            self.dead_letter(message, f"invalid message: checking it failed: {described(exc)}",
+                             exc=exc)
         return None
 
     def run_worker(self, deliveries):
@@ -228,35 +236,51 @@ class Handle(Consumer):
 
     def handle_failure(self, message, exc):
         """Dead-letter ``message``, whose handler raised ``exc``, or retry it."""
-        if isinstance(exc, PERMANENT_ERRORS):
-            self.dead_letter(message, f"{type(exc).__name__}: {exc}")
-            return
         retry = self.queue_spec.retry
         attempt, problem = attempt_of(message, retry.max_attempts)
-        if problem is not None:
-            self.dead_letter(message, f"{problem}; handler failed: {type(exc).__name__}: {exc}")
-            return
-        if attempt >= retry.max_attempts:
-            self.dead_letter(
-                message, f"handler failed {attempt} times, last: {type(exc).__name__}: {exc}")
-            return
-        log.warning("%s: attempt %d of %d failed (%s: %s); retrying", self, attempt,
-                    retry.max_attempts, type(exc).__name__, exc)
-        self.schedule_retry(message, attempt)
+        if isinstance(exc, PERMANENT_ERRORS):
+            self.dead_letter(message, described(exc), exc=exc, attempt=attempt)
+        elif problem is not None:
+            self.dead_letter(message, f"{problem}; handler failed: {described(exc)}", exc=exc,
+                             attempt=attempt)
+        elif attempt >= retry.max_attempts:
+            self.dead_letter(message, f"handler failed {attempt} times, last: {described(exc)}",
+                             exc=exc, attempt=attempt)
+        else:
+            self.schedule_retry(message, attempt, exc)
 
-    def schedule_retry(self, message, attempt):
-        """Deliver ``message``, whose ``attempt`` failed, again after the queue's retry delay,
-        as attempt ``attempt + 1``."""
-        eventlet.sleep(self.queue_spec.retry.delay_ms / 1000)
-        # a copy behind the queue's other messages: requeueing in place would loop hot
-        self.republish(message, exchange="", routing_key=self.queue_name,
-                       extra_headers={ATTEMPT_HEADER: attempt + 1},
-                       content_type=message.content_type or JSON_CONTENT_TYPE)
+    def schedule_retry(self, message, attempt, exc):
+        """Publish a copy of ``message``, whose ``attempt`` failed with ``exc``, to the retry
+        queue of the delay after that attempt, as attempt ``attempt + 1``; ack the original
+        once the broker confirms the copy. If the copy cannot be published (a retry queue
+        deleted on the broker), the message is dead-lettered instead."""
+        retry = self.queue_spec.retry
+        delay = retry.delay_after(attempt)
+        retry_queue = retry_queue_name(self.queue_name, delay)
+        log.warning("%s: attempt %d of %d failed (%s); retrying in %d ms through %s", self,
+                    attempt, retry.max_attempts, described(exc), delay, retry_queue)
+        try:
+            self.publish_copy(
+                message, exchange="", routing_key=retry_queue,
+                extra_headers=retry_headers(message.headers, attempt + 1),
+                content_type=message.content_type or JSON_CONTENT_TYPE,
+                # kombu takes seconds; the queue's TTL is the delay itself
+                expiration=jittered(delay, retry.jitter) / 1000 if retry.jitter else None)
+        except Exception as failure:
+            log.exception("%s: could not publish a retry to %r", self, retry_queue)
+            self.dead_letter(message, f"could not schedule retry {attempt + 1} through "
+                                      f"{retry_queue} ({described(failure)}); handler failed: "
+                                      f"{described(exc)}", exc=exc, attempt=attempt)
+        else:
+            self.queue_consumer.ack_message(message)
 
-    def dead_letter(self, message, reason, body=None):
-        """Send ``message`` to the queue's dead-letter exchange with ``reason``; never raises.
+    def dead_letter(self, message, reason, body=None, exc=None, attempt=None):
+        """Send ``message`` to the queue's dead-letter exchange with a complete failure record
+        (:func:`~nameko_topology.failures.dead_letter_headers`); never raises.
 
-        ``body`` replaces the message's own body in the copy, if given.
+        ``body`` replaces the message's own body in the copy, if given; ``exc`` is what the
+        handler raised (None for a message refused before it: no exception headers);
+        ``attempt`` the attempt that failed (default: the message's, as the retries count).
         """
         dead_letter = self.queue_spec.dead_letter
         self.log_dead_letter(message, reason)
@@ -265,15 +289,26 @@ class Handle(Consumer):
                       self, self.queue_name)
             self.queue_consumer.reject_message(message)
             return
+        try:
+            if attempt is None:
+                attempt, _ = attempt_of(message, self.queue_spec.retry.max_attempts)
+            headers = dead_letter_headers(
+                message.headers, reason, queue=self.queue_name,
+                service=self.container.service_name, handler=self.method_name,
+                attempt=attempt, exc=exc)
+        except Exception:  # the record is a bonus; the dead letter is not
+            log.exception("%s: could not write the failure record of a dead letter", self)
+            headers = {REASON_HEADER: reason[:MAX_REASON_LENGTH]}
         _, routing_key = original_route(message)
         self.republish(
             message,
             exchange=dead_letter.exchange,
             routing_key=dead_letter.routing_key or routing_key,
-            extra_headers={REASON_HEADER: reason[:MAX_REASON_LENGTH],
-                           QUEUE_HEADER: self.queue_name},
+            extra_headers=headers,
             mandatory=False,
             body=body,
+            # a dead letter is found by its id; one without a message id is known by it
+            default_message_id=headers.get(DEAD_LETTER_ID_HEADER),
         )
 
     def log_dead_letter(self, message, reason):
@@ -285,44 +320,59 @@ class Handle(Consumer):
             log.warning("%s: dead-lettering message %s: %s", self, shown(message_id), reason)
 
     def republish(self, message, exchange, routing_key, extra_headers, mandatory=True,
-                  content_type=None, body=None):
-        """Publish a confirmed copy of ``message``, then ack the original.
-
-        Until the copy is confirmed the original stays unacked, so a crash in between can
-        duplicate the message but never lose it. The copy holds what AMQP can carry of the
-        original (see :func:`~nameko_topology.delivery.copied_headers`), so its
-        content cannot make the publish fail; if the broker is what fails, the original is
-        rejected, which dead-letters it without the extra headers.
-        """
+                  body=None, default_message_id=None):
+        """Publish a confirmed copy of ``message`` (:meth:`publish_copy`), then ack the
+        original; if the broker fails the publish, the original is rejected, which
+        dead-letters it without the extra headers."""
         try:
-            original_exchange, original_routing_key = original_route(message)
-            headers = copied_headers(message.headers)
-            headers.update({
-                ORIGINAL_EXCHANGE_HEADER: original_exchange,
-                ORIGINAL_ROUTING_KEY_HEADER: original_routing_key,
-                **extra_headers,
-            })
-            if body is None:
-                body, content_encoding = copied_body(message)
-            else:
-                content_encoding = "binary"
-            content_type = content_type or message.content_type
-            self.republisher.publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                headers=headers,
-                content_type=(content_type if is_short_string(content_type) and content_type
-                              else "application/octet-stream"),
-                content_encoding=content_encoding,
-                mandatory=mandatory,
-                **copied_properties(message.properties),
-            )
+            self.publish_copy(message, exchange, routing_key, extra_headers, mandatory=mandatory,
+                              body=body, default_message_id=default_message_id)
         except Exception:
             log.exception("%s: could not re-publish message to %r; rejecting it", self, exchange)
             self.queue_consumer.reject_message(message)
         else:
             self.queue_consumer.ack_message(message)
+
+    def publish_copy(self, message, exchange, routing_key, extra_headers, mandatory=True,
+                     content_type=None, body=None, default_message_id=None, expiration=None):
+        """Publish a copy of ``message`` with ``extra_headers`` and wait for its confirm.
+
+        The caller acks the original after this returns: until the copy is confirmed the
+        original stays unacked, so a crash in between can duplicate the message but never
+        lose it. The copy holds what AMQP can carry of the original (see
+        :func:`~nameko_topology.delivery.copied_headers`), so its content cannot make the
+        publish fail; what raises here is the broker. ``body`` replaces the body,
+        ``default_message_id`` is the copy's ``message_id`` if the original has none, and
+        ``expiration`` (seconds) is its per-message TTL.
+        """
+        original_exchange, original_routing_key = original_route(message)
+        headers = copied_headers(message.headers)
+        headers.update({
+            ORIGINAL_EXCHANGE_HEADER: original_exchange,
+            ORIGINAL_ROUTING_KEY_HEADER: original_routing_key,
+            **extra_headers,
+        })
+        if body is None:
+            body, content_encoding = copied_body(message)
+        else:
+            content_encoding = "binary"
+        content_type = content_type or message.content_type
+        properties = copied_properties(message.properties)
+        if default_message_id is not None:
+            properties.setdefault("message_id", default_message_id)
+        if expiration is not None:
+            properties["expiration"] = expiration
+        self.republisher.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            content_type=(content_type if is_short_string(content_type) and content_type
+                          else "application/octet-stream"),
+            content_encoding=content_encoding,
+            mandatory=mandatory,
+            **properties,
+        )
 
     def __repr__(self):
         service = getattr(getattr(self, "container", None), "service_name", "?")

@@ -6,13 +6,16 @@ and builds its kombu entities from it, so that every declaration of an entity - 
 after a reconnect, from the CLI - carries exactly the same arguments.
 """
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import yaml
 from kombu import Exchange, Queue, binding
 
 from nameko_topology.exceptions import TopologyError
+from nameko_topology.retries import (
+    DEFAULT_DELAY_MS, DEFAULT_MAX_ATTEMPTS, block_delays, block_max_attempts, retry_queue_name,
+)
 from nameko_topology.validation import validate_document, whole_value_pattern
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "object", "array")
@@ -52,10 +55,42 @@ class DeadLetterSpec:
 
 @dataclass(frozen=True)
 class RetrySpec:
-    """How often a transient handler failure is retried before the message is dead-lettered."""
+    """How often a transient handler failure is retried, and after which delays, before the
+    message is dead-lettered.
 
-    max_attempts: int = 3
-    delay_ms: int = 100
+    ``delays`` are the milliseconds a message waits in a retry queue before retry 1, 2, ...;
+    the last one repeats for the retries after it. ``jitter`` (0..1) lets each message wait
+    between ``delay * (1 - jitter)`` and ``delay``.
+    """
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    delays: tuple = (DEFAULT_DELAY_MS,)
+    jitter: float = 0.0
+
+    @classmethod
+    def from_document(cls, block):
+        """The policy of a validated ``retry:`` block (see :mod:`~nameko_topology.retries`)."""
+        return cls(max_attempts=block_max_attempts(block), delays=block_delays(block),
+                   jitter=block.get("jitter", 0.0))
+
+    def delay_after(self, attempt):
+        """Milliseconds to wait after attempt ``attempt`` (1 = the first) failed."""
+        return self.delays[min(attempt, len(self.delays)) - 1]
+
+    @property
+    def levels(self):
+        """The distinct delays of the retries, in the order they are first used: one retry
+        queue each."""
+        return tuple(dict.fromkeys(self.delays[:self.max_attempts - 1]))
+
+    def attempts_at(self, delay):
+        """The attempts after whose failure a message waits ``delay``."""
+        return tuple(attempt for attempt in range(1, self.max_attempts)
+                     if self.delay_after(attempt) == delay)
+
+
+#: the policy of retry queues themselves: their messages are never handled
+NO_RETRY = RetrySpec(max_attempts=1, delays=())
 
 
 @dataclass(frozen=True)
@@ -71,6 +106,7 @@ class QueueSpec:
     arguments: dict = field(default_factory=dict)
     retry: RetrySpec = field(default_factory=RetrySpec)
     max_message_bytes: int = None  # None: the container's MAX_MESSAGE_BYTES
+    retry_for: str = None  # a retry queue: the queue its messages return to; else None
 
     @property
     def broker_arguments(self):
@@ -166,6 +202,20 @@ class Topology:
         except KeyError:
             raise KeyError(f"queue {name!r} is not declared in {self.source}") from None
 
+    @cached_property
+    def retry_queues(self):
+        """name -> :class:`QueueSpec` of the retry queues the framework derives: one per
+        distinct delay of each queue's retry policy (``<queue>.retry.<delay>``, see
+        :mod:`~nameko_topology.retries`), with ``retry_for`` the queue it returns to."""
+        return {spec.name: spec for queue in self.queues.values()
+                for spec in map(partial(_retry_queue, queue), queue.retry.levels)}
+
+    @cached_property
+    def declared_queues(self):
+        """name -> :class:`QueueSpec` of every queue the broker holds for this topology: the
+        ``queues`` of the file, then the :attr:`retry_queues`."""
+        return {**self.queues, **self.retry_queues}
+
     def message_for_route(self, exchange, routing_key):
         """The message type published on ``exchange`` with ``routing_key``, or None."""
         return self._messages_by_route.get((exchange, routing_key))
@@ -178,12 +228,13 @@ class Topology:
         return [b for b in self.bindings if b.queue == queue_name]
 
     def kombu_queue(self, name):
-        """A kombu ``Queue`` declaring queue ``name`` with all of its bindings.
+        """A kombu ``Queue`` declaring queue ``name`` (declared or a retry queue) with all of
+        its bindings.
 
         kombu re-declares a consumer's queue and bindings on every reconnect, so this must be
         the only place a consumer's queue is built.
         """
-        spec = self.queue(name)
+        spec = self.declared_queues.get(name) or self.queue(name)
         bindings = [
             binding(
                 self.exchanges[b.exchange].to_kombu(),
@@ -202,13 +253,31 @@ class Topology:
         )
 
 
+def _retry_queue(parent, delay):
+    """The retry queue of ``parent`` for ``delay`` ms: its messages expire after the delay and
+    the broker dead-letters them back to ``parent`` through the default exchange. A quorum
+    queue's retry queue is a quorum queue, dead-lettering at least once (which RabbitMQ
+    allows only with ``reject-publish`` overflow): no replica loss drops a waiting message."""
+    quorum = parent.type == "quorum"
+    return QueueSpec(
+        name=retry_queue_name(parent.name, delay),
+        type=parent.type,
+        dead_letter=DeadLetterSpec(exchange="", routing_key=parent.name),
+        message_ttl=delay,
+        overflow="reject-publish" if quorum else None,
+        arguments={"x-dead-letter-strategy": "at-least-once"} if quorum else {},
+        retry=NO_RETRY,
+        retry_for=parent.name,
+    )
+
+
 def _build(document, source):
     queues = {}
     for q in document.get("queues", []):
         q = dict(q)
         if q.get("dead_letter") is not None:
             q["dead_letter"] = DeadLetterSpec(**q["dead_letter"])
-        q["retry"] = RetrySpec(**q.get("retry", {}))
+        q["retry"] = RetrySpec.from_document(q.get("retry", {}))
         queues[q["name"]] = QueueSpec(**q)
     return Topology(
         source=source,

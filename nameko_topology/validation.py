@@ -11,6 +11,8 @@ from importlib import resources
 
 from jsonschema import Draft202012Validator
 
+from nameko_topology.retries import queue_retry_problems, retry_queues_of_entry
+
 SECTIONS = ("exchanges", "queues", "bindings", "messages")
 MAX_ROUTING_KEY_BYTES = 255
 #: AMQP carries names as short strings: 255 bytes of UTF-8 (the schema can only count characters)
@@ -90,14 +92,21 @@ def _path(*parts):
 # -- schema errors, in words ----------------------------------------------------------------
 
 _MESSAGES = {
-    "type": lambda e: f"must be {TYPE_NAMES[e.validator_value]}, not {e.instance!r}",
+    "type": lambda e: f"must be {_type_names(e.validator_value)}, not {e.instance!r}",
     "enum": lambda e: f"{e.instance!r} is not one of {', '.join(map(str, e.validator_value))}",
     "minimum": lambda e: f"must be at least {e.validator_value}, not {e.instance!r}",
+    "maximum": lambda e: f"must be at most {e.validator_value}, not {e.instance!r}",
     "maxLength": lambda e: f"must be at most {e.validator_value} characters long",
     # the schema only ever asks for at least one character or item
     "minLength": lambda e: "must not be empty",
     "minItems": lambda e: "must not be an empty list",
 }
+
+
+def _type_names(types):
+    if isinstance(types, str):
+        return TYPE_NAMES[types]
+    return " or ".join(TYPE_NAMES[name] for name in types)
 
 
 def _schema_problems(error):
@@ -596,6 +605,35 @@ def _field_bound_problems(field):
             yield low, f"{low} {field[low]} is greater than {high} {field[high]}"
 
 
+def _check_retries(entries):
+    for i, queue in entries.queues:
+        for parts, problem in queue_retry_problems(queue):
+            yield _path("queues", i, *parts), problem
+
+
+def _check_retry_queue_names(entries):
+    # a retry queue is declared beside the file's queues: its name must be no other queue's
+    owners = {}
+    for i, queue in entries.queues:
+        owners.setdefault(queue["name"], f"the queue of queues[{i}]")
+    for i, queue in entries.queues:
+        if (owners[queue["name"]] != f"the queue of queues[{i}]"
+                or len(queue["name"].encode()) > MAX_NAME_BYTES):
+            continue  # a duplicate or too long a name: reported by the checks of names
+        for parts, name in retry_queues_of_entry(queue):
+            size = len(name.encode())
+            if size > MAX_NAME_BYTES:
+                yield _path("queues", i, *parts), (
+                    f"its retry queue name {name!r} is {size} bytes long; names are at most "
+                    f"{MAX_NAME_BYTES}: shorten the queue name")
+            elif name in owners:
+                yield _path("queues", i, *parts), (
+                    f"its retry queue {name!r} would have the name of {owners[name]}; rename "
+                    f"that queue or change the delay")
+            else:
+                owners[name] = f"the retry queue of queues[{i}]"
+
+
 CHECKS = (
     _check_duplicate_names,
     _check_name_sizes,
@@ -610,4 +648,6 @@ CHECKS = (
     _check_dead_letter_loops,
     _check_field_bounds,
     _check_field_patterns,
+    _check_retries,
+    _check_retry_queue_names,
 )

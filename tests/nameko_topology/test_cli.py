@@ -21,7 +21,7 @@ def bad_file(tmp_path):
 def test_validate(capsys):
     assert main(["validate", str(REPO_TOPOLOGY)]) == 0
     assert capsys.readouterr().out == (
-        f"{REPO_TOPOLOGY}: valid (3 exchanges, 6 queues, 6 bindings, 3 message types)\n"
+        f"{REPO_TOPOLOGY}: valid (3 exchanges, 6 queues, 6 bindings, 5 retry queues, 3 message types)\n"
     )
 
 

@@ -16,10 +16,12 @@ def test_apply_declares_the_topology_and_is_repeatable(vhost, capsys):
     assert main(["apply", REPO_TOPOLOGY, "--amqp-uri", vhost.amqp_uri]) == 0
     assert main(["apply", REPO_TOPOLOGY, "--amqp-uri", vhost.amqp_uri]) == 0
 
-    assert "declared 3 exchanges, 6 queues, 6 bindings" in capsys.readouterr().out
-    assert set(vhost.queues()) == {
-        "order_placed_queue", "inventory_reserved_queue", "inventory_failed_queue",
-        "order_status_reserved_queue", "order_status_failed_queue", "dead_letter_queue"}
+    assert "declared 3 exchanges, 6 queues, 6 bindings, 5 retry queues" in (
+        capsys.readouterr().out)
+    handled = {"order_placed_queue", "inventory_reserved_queue", "inventory_failed_queue",
+               "order_status_reserved_queue", "order_status_failed_queue"}
+    assert set(vhost.queues()) == {"dead_letter_queue", *handled} | {
+        f"{name}.retry.100ms" for name in handled}
     assert ("orders", "order_placed_queue", "order.placed") in vhost.bindings()
 
 

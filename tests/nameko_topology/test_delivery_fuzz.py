@@ -6,7 +6,6 @@ wire, raising where py-amqp would. Each delivery must end up handed to the handl
 dead-lettered with a reason, acked once, and nothing may raise.
 """
 import sys
-from dataclasses import replace
 from pathlib import Path
 from unittest.mock import Mock
 
@@ -19,7 +18,7 @@ from nameko.messaging import HeaderEncoder
 
 from nameko_topology import Handle
 from nameko_topology.messages import ATTEMPT_HEADER, REASON_HEADER
-from nameko_topology.model import RetrySpec, load_topology
+from nameko_topology.model import load_topology
 from tests.nameko_topology.hostile import (
     READ_HEADERS, any_text, wire_deliveries, wire_values,
 )
@@ -97,7 +96,7 @@ def entrypoint_with(outcome):
     entrypoint.container = Container(outcome)
     entrypoint.method_name = "on_order_placed"
     entrypoint.topology = TOPOLOGY
-    entrypoint.queue_spec = replace(TOPOLOGY.queue("order_placed_queue"), retry=RetrySpec(3, 0))
+    entrypoint.queue_spec = TOPOLOGY.queue("order_placed_queue")
     entrypoint.max_message_bytes = MAX_MESSAGE_BYTES
     entrypoint.republisher = WireRepublisher()
     entrypoint.queue_consumer = Mock()

@@ -114,7 +114,9 @@ def test_start_up_declares_exactly_the_topology(vhost, config, container_factory
     queues, exchanges, bindings = topology_in_broker(vhost)
     topology = load_topology(REPO_TOPOLOGY)
     assert queues == {
-        name: (True, spec.broker_arguments) for name, spec in topology.queues.items()}
+        name: (True, spec.broker_arguments) for name, spec in topology.declared_queues.items()}
+    assert set(topology.retry_queues) == {f"{name}.retry.100ms" for name in topology.queues
+                                          if name != "dead_letter_queue"}
     assert queues["order_placed_queue"] == (True, {"x-dead-letter-exchange": "dlx_exchange"})
     assert exchanges == {"orders": ("topic", True), "inventory": ("topic", True),
                          "dlx_exchange": ("topic", True)}

@@ -50,7 +50,7 @@ def test_quorum_queue_broker_arguments(tmp_path):
 
 def test_defaults(topology):
     queue = topology.queue("order_placed_queue")
-    assert (queue.durable, queue.type, queue.retry) == (True, "classic", model.RetrySpec(3, 100))
+    assert (queue.durable, queue.type, queue.retry) == (True, "classic", model.RetrySpec(3, (100,)))
     exchange = topology.exchanges["orders"]
     assert (exchange.type, exchange.durable, exchange.auto_delete) == ("topic", True, False)
 
@@ -98,7 +98,6 @@ def test_message_json_schema_rejects_bad_bodies(topology, body):
     ("exchange", model.ExchangeSpec),
     ("queue", model.QueueSpec),
     ("dead_letter", model.DeadLetterSpec),
-    ("retry", model.RetrySpec),
     ("binding", model.BindingSpec),
     ("message", model.MessageSpec),
     ("field", model.FieldSpec),
@@ -109,7 +108,9 @@ def test_schema_keys_are_the_spec_fields(definition, spec):
         resources.files("nameko_topology").joinpath("schema.json").read_text()
     )
     keys = schema["$defs"][definition]["properties"]
-    assert list(keys) == [f.name for f in dataclasses.fields(spec)]
+    # retry_for is derived, never read from the file (nor is a retry block's RetrySpec: see
+    # test_retry.py)
+    assert list(keys) == [f.name for f in dataclasses.fields(spec) if f.name != "retry_for"]
 
 
 def test_a_message_json_schema_admits_other_fields_by_default(topology):
