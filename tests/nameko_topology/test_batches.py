@@ -8,6 +8,7 @@ from nameko.exceptions import ContainerBeingKilled
 
 from nameko_topology import Handle, PermanentError
 from nameko_topology.batching import CoalescedDeliveries
+from nameko_topology.model import QueueSpec
 
 
 class Spawner:
@@ -94,10 +95,19 @@ def entrypoint_with(handler, batch_size=10):
     """A batch Handle bound to an ImmediateContainer; bodies decode to ``message.payload``."""
     entrypoint = Handle("order_placed_queue", batch_size=batch_size)
     entrypoint.container = ImmediateContainer(handler)
+    entrypoint.queue_spec = QueueSpec("order_placed_queue")
     entrypoint.queue_consumer = Mock()
     entrypoint.decode = lambda message: message.payload
     entrypoint.dead_letter = Mock()
     return entrypoint
+
+
+def assert_dead_lettered_once(entrypoint, message, reason):
+    """``message`` alone was dead-lettered, with ``reason``, on its first attempt."""
+    entrypoint.dead_letter.assert_called_once()
+    (dead, dead_reason), kwargs = entrypoint.dead_letter.call_args
+    assert (dead, dead_reason, kwargs["attempt"]) == (message, reason, 1)
+    assert isinstance(kwargs["exc"], PermanentError)
 
 
 def acked(entrypoint):
@@ -131,7 +141,7 @@ def test_a_failed_batch_runs_each_message_alone_and_only_the_poison_one_is_dead_
     (_, batch_context), _, (_, poison_context), _ = entrypoint.container.calls
     assert (batch_context, poison_context) == ({}, {"correlation_id": "corr-p"})
     assert acked(entrypoint) == [good, other]
-    entrypoint.dead_letter.assert_called_once_with(poison, "PermanentError: never")
+    assert_dead_lettered_once(entrypoint, poison, "PermanentError: never")
 
 
 def test_a_lone_message_that_fails_is_not_run_again():
@@ -144,7 +154,7 @@ def test_a_lone_message_that_fails_is_not_run_again():
     entrypoint.handle_messages(messages)
 
     assert len(entrypoint.container.calls) == 1
-    entrypoint.dead_letter.assert_called_once_with(poison, "PermanentError: never")
+    assert_dead_lettered_once(entrypoint, poison, "PermanentError: never")
 
 
 def test_a_batch_refused_by_a_dying_container_is_requeued_whole():

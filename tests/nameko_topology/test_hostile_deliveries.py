@@ -142,7 +142,11 @@ def test_the_dead_letter_log_line_names_the_message_id_or_says_there_is_none(
     dead = dead_letters_of(vhost, container, [
         (None, VALID_ORDER, {"headers": headers}), ("with-id", VALID_ORDER, {"headers": headers})])
 
-    assert reasons(dead) == {None: reason, "with-id": reason}
+    # a dead letter of a message without an id gets its dead-letter id as its message_id
+    without_id = next(m for message_id, m in dead.items() if message_id != "with-id")
+    assert without_id["properties"]["message_id"] == without_id["headers"]["x-dead-letter-id"]
+    assert {m["headers"]["x-rejected-reason"] for m in dead.values()} == {reason}
+    assert len(dead) == 2
     lines = [record.getMessage().split(": ", 1)[1] for record in caplog.records
              if "dead-lettering" in record.getMessage()]
     assert sorted(lines) == sorted([f"dead-lettering a message without a message_id: {reason}",
