@@ -38,6 +38,10 @@ class DlqError(Exception):
     never holds a password."""
 
 
+class NoSuchQueue(DlqError):
+    """The queue to read does not exist."""
+
+
 class Selection:
     """Which dead letters an operation takes: ``ids``, or those whose reason contains
     ``reason`` (case-insensitive), or ``all``; and only those dead-lettered at or after
@@ -113,9 +117,7 @@ class DeadLetters:
         """``{queue: {"messages", "ready", "unacked", "consumers"}}`` of every declared queue,
         from the management API (its figures lag by up to one statistics interval); a queue
         missing on the broker has ``"missing": True``."""
-        api = ManagementApi(self.amqp_uri)
-        if self.management_url:
-            api.base_url = self.management_url.rstrip("/") + "/api"
+        api = self._management()
         try:
             listed = api.get(api.path("queues", api.vhost) + "?columns=name,messages,"
                              "messages_ready,messages_unacknowledged,consumers")
@@ -215,7 +217,26 @@ class DeadLetters:
                            "read puts its messages back with x-delivery-count + 1, and RabbitMQ "
                            "drops (or dead-letters) them past the limit; declare the "
                            "dead-letter queue without one")
-        return _Session(self, queue, window or self.window)
+        return _Session(self, queue, window or self.window, whole=self._is_quorum(queue))
+
+    def _is_quorum(self, queue):
+        """Whether ``queue`` is a quorum queue: as the topology declares it, else as the
+        management API says; when neither can tell, taken as one (reading it whole is slower,
+        never wrong)."""
+        spec = self.topology.queues.get(queue)
+        if spec is not None:
+            return spec.type == "quorum"
+        try:
+            api = self._management()
+            return api.entity("queue", queue).get("type") != "classic"
+        except ManagementError:
+            return True
+
+    def _management(self):
+        api = ManagementApi(self.amqp_uri)
+        if self.management_url:
+            api.base_url = self.management_url.rstrip("/") + "/api"
+        return api
 
     def dead_letter_queue(self):
         if self.default_queue:
@@ -235,9 +256,9 @@ class _Session(QueueReader):
     """A :class:`QueueReader` on a connection of its own, opened and closed with it; broker
     errors become :class:`DlqError`."""
 
-    def __init__(self, dead_letters, queue, window):
+    def __init__(self, dead_letters, queue, window, whole):
         self._kombu = kombu.Connection(dead_letters.amqp_uri, connect_timeout=5)
-        super().__init__(None, queue, window)
+        super().__init__(None, queue, window, whole)
         self._uri = redact(dead_letters.amqp_uri)
 
     def __enter__(self):
@@ -252,7 +273,8 @@ class _Session(QueueReader):
             return super().__enter__()
         except ChannelError as exc:
             self._kombu.release()
-            raise DlqError(f"cannot read queue {self.queue!r} at {self._uri}: {exc}") from None
+            error = NoSuchQueue if getattr(exc, "code", None) == 404 else DlqError
+            raise error(f"cannot read queue {self.queue!r} at {self._uri}: {exc}") from None
 
     def __exit__(self, *exc_info):
         try:
