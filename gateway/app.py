@@ -29,7 +29,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import openapi
+from gateway import admin, openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
@@ -117,6 +117,7 @@ def create_app(config=None, rpc=None):
         rpc, "orders", "place_orders", argument="orders", result_key="order",
         max_batch=app.config["ORDER_BATCH_MAX"], senders=app.config["ORDER_BATCH_SENDERS"])
     app.register_blueprint(api)
+    app.register_blueprint(admin.blueprint)  # /admin: off unless ADMIN_TOKEN is set
     _register_error_handlers(app)
     return app
 

@@ -1,4 +1,5 @@
-"""The ``nameko-topology`` command: validate, show and apply a ``topology.yaml``."""
+"""The ``nameko-topology`` command: validate, show and apply a ``topology.yaml``; ``dlq``
+(:mod:`nameko_topology.dlq.cli`)."""
 import argparse
 import os
 import sys
@@ -8,6 +9,7 @@ from amqp.exceptions import AccessRefused
 from kombu.exceptions import OperationalError
 
 from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
+from nameko_topology.dlq import cli as dlq_cli
 from nameko_topology.exceptions import TopologyError, TopologyMismatch
 from nameko_topology.model import load_topology
 from nameko_topology.retries import duration_text, jitter_range
@@ -58,6 +60,8 @@ def _parser():
     shell.add_argument("--interface", choices=("bpython", "ipython", "plain"),
                        help="the interpreter (default: the first one installed)")
     shell.set_defaults(run=_shell)
+
+    dlq_cli.add_parser(commands).set_defaults(run=dlq_cli.run)
 
     for command in (validate, show, apply):
         command.add_argument(

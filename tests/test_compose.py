@@ -59,6 +59,10 @@ def test_gateway(compose):
     assert "${RABBITMQ_USER" in gateway["environment"]["AMQP_URI"]
 
 
+def test_the_admin_token_comes_from_the_environment_with_no_default(compose):
+    assert compose["services"]["gateway"]["environment"]["ADMIN_TOKEN"] == "${ADMIN_TOKEN:-}"
+
+
 def test_no_hard_coded_guest_credentials():
     assert "guest" not in COMPOSE_FILE.read_text()
 
