@@ -51,6 +51,7 @@ class ExchangeSpec:
 class DeadLetterSpec:
     exchange: str
     routing_key: str = None
+    strategy: str = None  # quorum queues: at-most-once (the broker's default) or at-least-once
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class QueueSpec:
             arguments["x-dead-letter-exchange"] = self.dead_letter.exchange
             if self.dead_letter.routing_key is not None:
                 arguments["x-dead-letter-routing-key"] = self.dead_letter.routing_key
+            if self.dead_letter.strategy is not None:
+                arguments["x-dead-letter-strategy"] = self.dead_letter.strategy
         for option, argument in QUEUE_OPTION_ARGUMENTS.items():
             value = getattr(self, option)
             if value is not None:

@@ -247,6 +247,23 @@ def _check_queue_types(entries):
             )
 
 
+def _check_dead_letter_strategy(entries):
+    """RabbitMQ ignores ``at-least-once`` (falling back to at-most-once, silently) on a classic
+    queue, and on a quorum queue whose overflow is not ``reject-publish``."""
+    for i, queue in entries.queues:
+        strategy = (queue.get("dead_letter") or {}).get("strategy")
+        if strategy is None:
+            continue
+        if queue.get("type") != "quorum":
+            yield _path("queues", i, "dead_letter", "strategy"), (
+                "a dead-letter strategy only applies to quorum queues; add type: quorum or "
+                "remove it")
+        elif strategy == "at-least-once" and queue.get("overflow") != "reject-publish":
+            yield _path("queues", i, "overflow"), (
+                "dead_letter.strategy at-least-once needs overflow: reject-publish (RabbitMQ "
+                "falls back to at-most-once otherwise)")
+
+
 def _check_binding_keys(entries):
     for i, binding in entries.bindings:
         yield from _binding_key_problems(entries, i, binding)
@@ -642,6 +659,7 @@ CHECKS = (
     _check_references,
     _check_reserved_exchange_names,
     _check_queue_types,
+    _check_dead_letter_strategy,
     _check_binding_keys,
     _check_published_keys,
     _check_unrouted_messages,

@@ -333,6 +333,43 @@ def test_quorum_queue_with_delivery_limit_is_valid(load, document):
     assert load(document).queue("dead").delivery_limit == 5
 
 
+def test_at_least_once_dead_lettering_needs_reject_publish(only_problem, document):
+    document["queues"][0].update(type="quorum", dead_letter={"exchange": "dlx",
+                                                             "strategy": "at-least-once"})
+    path, message = only_problem(document)
+    assert path == "queues[0].overflow"
+    assert "needs overflow: reject-publish" in message
+
+
+def test_dead_letter_strategy_needs_a_quorum_queue(only_problem, document):
+    document["queues"][0].update(overflow="reject-publish", dead_letter={
+        "exchange": "dlx", "strategy": "at-least-once"})
+    path, message = only_problem(document)
+    assert path == "queues[0].dead_letter.strategy"
+    assert "only applies to quorum queues" in message
+
+
+def test_at_least_once_dead_lettering_is_declared(load, document):
+    document["queues"][0].update(type="quorum", overflow="reject-publish", dead_letter={
+        "exchange": "dlx", "strategy": "at-least-once"})
+    assert load(document).queue("placed").broker_arguments == {
+        "x-queue-type": "quorum", "x-dead-letter-exchange": "dlx",
+        "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
+def test_the_quorum_topology_names_what_the_classic_one_does():
+    classic = load_topology(REPO_TOPOLOGY)
+    quorum = load_topology(REPO_TOPOLOGY.with_name("topology.quorum.yaml"))
+    assert (classic.exchanges, classic.bindings, classic.messages) == (
+        quorum.exchanges, quorum.bindings, quorum.messages)
+    assert quorum.queues.keys() == classic.queues.keys()
+    assert {spec.type for spec in quorum.queues.values()} == {"quorum"}
+    for spec in quorum.queues.values():
+        if spec.dead_letter is not None:
+            assert spec.dead_letter.strategy == "at-least-once"
+            assert spec.delivery_limit > 1
+
+
 # -- routing keys ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key, fragment", [
