@@ -33,7 +33,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from nameko.exceptions import RemoteError, deserialize
 
 from nameko_topology.exceptions import CONNECTION_ERRORS
-from nameko_topology.uris import redact
+from nameko_topology.uris import connect, redact
 
 __all__ = [
     "RpcClient", "ServiceProxy", "RpcError", "ServiceUnavailable", "UnknownService",
@@ -88,7 +88,7 @@ class _Publisher:
     def __init__(self, connection):
         self.connection = connection
         self.returned = set()
-        connection.ensure_connection(max_retries=0)  # one attempt: fail fast, not kombu's 2 s retry
+        connect(connection)  # one attempt per node: fail fast, not kombu's 2 s retry
         channel = connection.channel()
         # With a basic_return listener py-amqp records a returned (unroutable) message instead
         # of raising out of the confirm wait; raising would leave that message's ack unread and
@@ -348,7 +348,7 @@ class RpcClient:
             connected = False
             conn = self._connection("consumer", heartbeat=self.heartbeat)
             try:
-                conn.ensure_connection(max_retries=0)
+                connect(conn)
                 # Exclusive + auto-delete: the broker drops the queue with our connection, so a
                 # reconnect declares it afresh and nothing is left behind after a crash.
                 reply_queue = Queue(

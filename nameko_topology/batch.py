@@ -14,6 +14,7 @@ from kombu import Connection
 from nameko_topology.compat import one_write, skip_blocked_poll
 from nameko_topology.exceptions import CONNECTION_ERRORS
 from nameko_topology.messages import JSON_CONTENT_TYPE
+from nameko_topology.uris import connect
 
 PERSISTENT = 2
 
@@ -57,7 +58,7 @@ class HeldChannel:
             self.close()
             self.connection = Connection(self.amqp_uri, connect_timeout=10, ssl=self.ssl,
                                          login_method=self.login_method)
-            self.connection.ensure_connection(max_retries=1)
+            connect(self.connection)
             self._channel = self.connection.channel()
             if self.confirms:
                 self._channel.confirm_select()

@@ -13,7 +13,7 @@ from nameko_topology.dlq import cli as dlq_cli
 from nameko_topology.exceptions import TopologyError, TopologyMismatch
 from nameko_topology.model import load_topology
 from nameko_topology.retries import duration_text, jitter_range
-from nameko_topology.uris import redact
+from nameko_topology.uris import connect, redact, redact_text
 
 DEFAULT_FILE = DEFAULT_TOPOLOGY_FILE
 
@@ -115,10 +115,10 @@ def _apply(args):
         # connect first, so that an unreachable broker fails at once whatever retrying the
         # declaration might do; py-amqp raises a refused login as AccessRefused, a channel error
         try:
-            connection.connect()
+            connect(connection)  # each node of a failover URI in turn
             declare_topology(connection, topology)
         except (OperationalError, AccessRefused, *connection.connection_errors) as exc:
-            print(f"cannot reach the broker at {uri}: {exc}", file=sys.stderr)
+            print(f"cannot reach the broker at {uri}: {redact_text(str(exc))}", file=sys.stderr)
             return 1
     print(f"declared {_summary(topology, with_messages=False)} on {uri}")
     return 0

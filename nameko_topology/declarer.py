@@ -77,8 +77,10 @@ def _broker_settings(connection, kind, name, port):
     the broker's 406 text (which names the first differing argument) is available.
     """
     try:
-        entity = ManagementApi(connection.as_uri(include_password=True), timeout=2,
-                               port=port).entity(kind, name)
+        # every node of a failover list (as_uri names only the one in use): management
+        # ports may be given per node
+        uri = ";".join(connection.alt) or connection.as_uri(include_password=True)
+        entity = ManagementApi(uri, timeout=2, port=port).entity(kind, name)
     except ManagementError as exc:
         return f"unknown ({exc})"
     keys = ("type", "durable", "auto_delete", "arguments") if kind == "exchange" else (

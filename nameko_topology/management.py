@@ -4,6 +4,11 @@ AMQP cannot tell a client what arguments an existing entity has; the management 
 host and credentials come from the AMQP URI; the port is the config's
 ``RABBITMQ_MANAGEMENT_PORT`` (default 15672), or the environment variable of that name for the
 CLI and the test helpers (:func:`port_from_environment`).
+
+A failover URI (``amqp://...@h1/v;amqp://...@h2/v``) names the nodes of a cluster, and every
+node's management API answers for the whole cluster: a request goes to the first node that
+answers. ``RABBITMQ_MANAGEMENT_PORT`` is then one port for every node, or one per node,
+``;``-separated in the URI's order (``15673;15674;15675``: several nodes on one host).
 """
 import base64
 import json
@@ -15,13 +20,23 @@ from urllib.parse import quote
 from kombu.utils.url import url_to_parts
 
 from nameko_topology.constants import DEFAULT_MANAGEMENT_PORT, MANAGEMENT_PORT_CONFIG_KEY
+from nameko_topology.uris import nodes
 
 
 
 def port_from_environment():
     """``RABBITMQ_MANAGEMENT_PORT`` from the environment, else the default: for the CLI and
     the test helpers, which have no container config."""
-    return int(os.environ.get(MANAGEMENT_PORT_CONFIG_KEY, DEFAULT_MANAGEMENT_PORT))
+    return os.environ.get(MANAGEMENT_PORT_CONFIG_KEY, DEFAULT_MANAGEMENT_PORT)
+
+
+def _ports(port, count):
+    """``count`` management ports from ``port``: an int, or ``;``-separated ones."""
+    ports = [int(part) for part in str(port).split(";") if part.strip()]
+    if len(ports) not in (1, count):
+        raise ValueError(f"{MANAGEMENT_PORT_CONFIG_KEY} names {len(ports)} ports for {count} "
+                         f"broker nodes; give one, or one per node")
+    return ports * count if len(ports) == 1 else ports
 
 
 class ManagementError(Exception):
@@ -32,38 +47,54 @@ class ManagementApi:
     """Calls ``/api/...`` of the broker at ``amqp_uri``; ``vhost`` is the URI's virtual host."""
 
     def __init__(self, amqp_uri, timeout=5, port=None):
-        scheme, host, amqp_port, user, password, vhost, _ = url_to_parts(amqp_uri)
-        port = port_from_environment() if port is None else port
-        self.base_url = f"http://{host or 'localhost'}:{port}/api"
+        uris = nodes(amqp_uri)
+        ports = _ports(port_from_environment() if port is None else port, len(uris))
+        self._nodes, server_uris = [], []  # (API URL, Authorization) per node
+        for uri, port in zip(uris, ports):
+            scheme, host, amqp_port, user, password, vhost, _ = url_to_parts(uri)
+            credentials = f"{user or 'guest'}:{password or 'guest'}".encode()
+            self._nodes.append((f"http://{host or 'localhost'}:{port}/api",
+                                "Basic " + base64.b64encode(credentials).decode()))
+            server_uris.append(f"{scheme}://{quote(user or 'guest', safe='')}:"
+                               f"{quote(password or 'guest', safe='')}@{host}:{amqp_port or 5672}")
+        #: the first node's API: where requests go while it answers
+        self.base_url = self._nodes[0][0]
+        # vhost and user: the first node's, as for kombu
+        _, _, _, user, _, vhost, _ = url_to_parts(uris[0])
         self.vhost = vhost or "/"
         self.timeout = timeout
         self.user = user or "guest"
-        #: the broker's AMQP URI without a virtual host
-        self.server_uri = (f"{scheme}://{quote(self.user, safe='')}:"
-                            f"{quote(password or 'guest', safe='')}@{host}:{amqp_port or 5672}")
-        credentials = f"{user or 'guest'}:{password or 'guest'}".encode()
-        self._authorization = "Basic " + base64.b64encode(credentials).decode()
+        #: the broker's AMQP URI without a virtual host (a failover list for several nodes)
+        self.server_uri = ";".join(server_uris)
 
     def path(self, *parts):
         """``/part/part`` with each part URL-quoted (vhost ``/`` becomes ``%2F``)."""
         return "/" + "/".join(quote(str(part), safe="") for part in parts)
 
     def request(self, method, path, body=None):
+        """Send the request to the first node that answers; :class:`ManagementError` if it
+        refuses the request, or if no node answers."""
+        for base_url, authorization in self._nodes:
+            try:
+                return self._request(base_url, authorization, method, path, body)
+            except OSError as exc:
+                unreachable = exc
+        raise ManagementError(
+            f"{method} {self.base_url}{path}: {unreachable} (is RabbitMQ's management plugin "
+            "on? `rabbitmq-plugins enable rabbitmq_management`; `make broker` does it for a "
+            "local broker)") from None
+
+    def _request(self, base_url, authorization, method, path, body):
         request = urllib.request.Request(
-            self.base_url + path, method=method,
+            base_url + path, method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": self._authorization, "Content-Type": "application/json"})
+            headers={"Authorization": authorization, "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data = response.read()
         except urllib.error.HTTPError as exc:
             raise ManagementError(
-                f"{method} {self.base_url}{path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
-        except OSError as exc:
-            raise ManagementError(
-                f"{method} {self.base_url}{path}: {exc} (is RabbitMQ's management plugin on? "
-                "`rabbitmq-plugins enable rabbitmq_management`; `make broker` does it for a "
-                "local broker)") from None
+                f"{method} {base_url}{path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
         return json.loads(data) if data else None
 
     def get(self, path):

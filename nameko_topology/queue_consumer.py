@@ -11,6 +11,7 @@ from nameko_topology.compat import consumer_providers, set_consumers
 from nameko_topology.constants import PREFETCH_COUNT_CONFIG_KEY
 from nameko_topology.declarer import TopologyDeclarer
 from nameko_topology.exceptions import CONNECTION_ERRORS
+from nameko_topology.uris import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,12 @@ class ResilientQueueConsumer(QueueConsumer):
 
     def requeue_message(self, message):
         self._settle(message, message.requeue)
+
+    def on_connection_error(self, exc, interval):
+        """kombu's callback for each failed connection attempt: nameko's logs the URI with
+        only the first password of a failover list masked, the others in clear."""
+        log.warning("Error connecting to broker at %s (%s).\nRetrying in %s seconds.",
+                    redact(self.amqp_uri), redact_text(str(exc)), interval)
 
     def reject_message(self, message):
         """``basic.reject(requeue=False)``: the broker dead-letters it, if the queue has a DLX."""
@@ -95,6 +102,12 @@ class TopologyQueueConsumer(ResilientQueueConsumer):
         if self._acks is not None and self._acks.channel is message.channel:
             self._acks.settled_alone(message.delivery_tag)
         super().requeue_message(message)
+
+    def on_connection_error(self, exc, interval):
+        """kombu's callback for each failed connection attempt: nameko's logs the URI with
+        only the first password of a failover list masked, the others in clear."""
+        log.warning("Error connecting to broker at %s (%s).\nRetrying in %s seconds.",
+                    redact(self.amqp_uri), redact_text(str(exc)), interval)
 
     def reject_message(self, message):
         if self._acks is not None and self._acks.channel is message.channel:

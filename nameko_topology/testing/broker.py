@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from nameko_topology.dead_letters import raw_message
 from nameko_topology.management import ManagementApi, ManagementError
+from nameko_topology.uris import nodes
 
 
 def create_vhost(amqp_uri, name):
@@ -19,7 +20,7 @@ def create_vhost(amqp_uri, name):
     api.request("PUT", api.path("vhosts", name))
     api.request("PUT", api.path("permissions", name, api.user),
                 {"configure": ".*", "write": ".*", "read": ".*"})
-    return f"{api.server_uri}/{quote(name, safe='')}"
+    return ";".join(f"{node}/{quote(name, safe='')}" for node in nodes(api.server_uri))
 
 
 def delete_vhost(amqp_uri, name=None):
