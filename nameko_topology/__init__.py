@@ -14,8 +14,10 @@ import warnings
 
 # nameko 2.14 runs on eventlet, which warns at import that it is deprecated: nothing a user of
 # this framework can act on, and noise before every CLI command's output. Only the import made
-# by this package is silenced; an application importing eventlet itself still sees it.
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated", module=r"nameko_topology\.")
+# by this package, or by nameko on its behalf, is silenced; an application importing eventlet
+# itself still sees it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated",
+                        module=r"nameko(_topology)?\.")
 
 from nameko_topology.handle import Handle, handle  # noqa: E402
 from nameko_topology.database import Database, insert_each_once, insert_once

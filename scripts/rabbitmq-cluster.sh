@@ -4,6 +4,7 @@
 #
 #   scripts/rabbitmq-cluster.sh start           start the three nodes (if not running) and cluster them
 #   scripts/rabbitmq-cluster.sh stop            stop them and delete their data ($CLUSTER_DIR)
+#   scripts/rabbitmq-cluster.sh stop NODE       stop one node cleanly, keeping its data; `restart NODE` brings it back
 #   scripts/rabbitmq-cluster.sh kill NODE       SIGKILL one node (c1, c2 or c3, or its full name)
 #   scripts/rabbitmq-cluster.sh restart NODE    stop (if running) and start one node; it rejoins
 #   scripts/rabbitmq-cluster.sh status          the cluster's members, running or not
@@ -181,10 +182,10 @@ cmd_uri() {
 
 case "${1:-}" in
     start) cmd_start ;;
-    stop) cmd_stop ;;
+    stop) if [[ -n "${2:-}" ]]; then stop_node "$(node_arg "$2")"; else cmd_stop; fi ;;
     kill) kill_node "$(node_arg "${2:-}")" ;;
     restart) cmd_restart "${2:-}" ;;
     status) cmd_status ;;
     uri) cmd_uri "${2:-}" ;;
-    *) echo "usage: $0 start|stop|kill NODE|restart NODE|status|uri [VHOST]" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop [NODE]|kill NODE|restart NODE|status|uri [VHOST]" >&2; exit 2 ;;
 esac
