@@ -122,3 +122,25 @@ def test_a_message_that_always_fails_is_dead_lettered_with_a_complete_record(
     assert dead["properties"]["message_id"] == "m-poison"
     assert dead["routing_key"] == "order.placed"
     assert vhost.depth("order_placed_queue") == 0
+
+
+def test_the_attempt_count_survives_a_restart_of_the_service(vhost, tmp_path, container_factory):
+    config = config_with_retry(vhost, tmp_path, {"max_attempts": 2, "delays": ["3s"]})
+    first = container_factory(FlakyConsumer, config)
+    first.start()
+    failures_left["poison"] = 1000
+
+    vhost.publish("orders", "order.placed", order("poison"))
+    wait_for(lambda: vhost.depth("order_placed_queue.retry.3s") == 1, timeout=20,
+             description="the failed message waiting in its retry queue")
+    first.stop()
+    wait_for(lambda: vhost.depth("order_placed_queue") == 1, timeout=20,
+             description="the message back in its queue, with nobody consuming")
+    container_factory(FlakyConsumer, config).start()
+
+    wait_for(lambda: vhost.depth("dead_letter_queue") == 1, timeout=20,
+             description="the message in dead_letter_queue")
+    [dead] = vhost.take_messages("dead_letter_queue")
+    assert len(calls) == 2  # its second attempt was its last, although the service restarted
+    assert dead["headers"]["x-attempt"] == 2
+    assert dead["headers"]["x-rejected-reason"].startswith("handler failed 2 times")
