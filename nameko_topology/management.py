@@ -31,10 +31,12 @@ class ManagementError(Exception):
 class ManagementApi:
     """Calls ``/api/...`` of the broker at ``amqp_uri``; ``vhost`` is the URI's virtual host."""
 
-    def __init__(self, amqp_uri, timeout=5, port=None):
+    def __init__(self, amqp_uri, timeout=5, port=None, url=None):
         scheme, host, amqp_port, user, password, vhost, _ = url_to_parts(amqp_uri)
         port = port_from_environment() if port is None else port
         self.base_url = f"http://{host or 'localhost'}:{port}/api"
+        if url:  # ``http(s)://host:port[/prefix]``: the API is at <url>/api
+            self.base_url = url.rstrip("/").removesuffix("/api") + "/api"
         self.vhost = vhost or "/"
         self.timeout = timeout
         self.user = user or "guest"
@@ -72,3 +74,17 @@ class ManagementApi:
     def entity(self, kind, name):
         """The exchange or queue ``name`` of this vhost as the broker describes it."""
         return self.get(self.path(f"{kind}s", self.vhost, name))
+
+    # -- a whole vhost, for plan and apply (see plan.py, policies.py) ----------------------
+
+    def vhost_entities(self, kind):
+        """Every exchange, queue, binding or policy (``kind`` plural) of this vhost."""
+        return self.get(self.path(kind, self.vhost))
+
+    def policies(self):
+        return self.vhost_entities("policies")
+
+    def put_policy(self, name, settings):
+        """Create or replace policy ``name`` with ``settings`` (pattern, apply-to, priority,
+        definition)."""
+        self.request("PUT", self.path("policies", self.vhost, name), settings)
