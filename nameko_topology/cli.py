@@ -8,6 +8,7 @@ from amqp.exceptions import AccessRefused
 from kombu.exceptions import OperationalError
 
 from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
+from nameko_topology.commands import MANAGEMENT_URL_HELP, register_export, register_plan
 from nameko_topology.exceptions import TopologyError, TopologyMismatch
 from nameko_topology.model import load_topology
 from nameko_topology.retries import duration_text, jitter_range
@@ -58,6 +59,10 @@ def _parser():
     shell.add_argument("--interface", choices=("bpython", "ipython", "plain"),
                        help="the interpreter (default: the first one installed)")
     shell.set_defaults(run=_shell)
+
+    apply.add_argument("--management-url", help=MANAGEMENT_URL_HELP)
+    register_plan(commands)
+    register_export(commands)
 
     for command in (validate, show, apply):
         command.add_argument(
@@ -117,6 +122,21 @@ def _apply(args):
             print(f"cannot reach the broker at {uri}: {exc}", file=sys.stderr)
             return 1
     print(f"declared {_summary(topology, with_messages=False)} on {uri}")
+    return _apply_policies(args, topology)
+
+
+def _apply_policies(args, topology):
+    from nameko_topology.declarer import declare_policies
+    from nameko_topology.management import ManagementError
+
+    try:
+        changed = declare_policies(args.amqp_uri, topology, args.management_url)
+    except ManagementError as exc:
+        print(f"cannot set the policies: {exc}", file=sys.stderr)
+        return 1
+    if topology.policies:
+        print(f"policies: {len(changed)} of {len(topology.policies)} set"
+              f"{': ' + ', '.join(changed) if changed else ' (all as declared)'}")
     return 0
 
 
