@@ -60,8 +60,9 @@ def run_plan(args):
     try:
         broker = read_vhost(api)
     except ManagementError as exc:
-        print(f"cannot read vhost {api.vhost!r} of {redact(args.amqp_uri)}: "
-              f"{redact(str(exc))}", file=sys.stderr)
+        # the API's URL in the error carries no credentials: they go in a header
+        print(f"cannot read vhost {api.vhost!r} of {redact(args.amqp_uri)}: {exc}",
+              file=sys.stderr)
         return ERROR
     result = plan(topology, broker, vhost=api.vhost)
     if args.json:

@@ -10,7 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from kombu.utils.url import url_to_parts
 
@@ -35,8 +35,11 @@ class ManagementApi:
         scheme, host, amqp_port, user, password, vhost, _ = url_to_parts(amqp_uri)
         port = port_from_environment() if port is None else port
         self.base_url = f"http://{host or 'localhost'}:{port}/api"
-        if url:  # ``http(s)://host:port[/prefix]``: the API is at <url>/api
-            self.base_url = url.rstrip("/").removesuffix("/api") + "/api"
+        if url:  # ``http(s)://[user:password@]host:port[/prefix]``: the API is at <url>/api
+            parts = urlsplit(url)
+            user, password = parts.username or user, parts.password or password
+            self.base_url = urlunsplit(parts._replace(netloc=parts.hostname + (
+                f":{parts.port}" if parts.port else ""))).rstrip("/").removesuffix("/api") + "/api"
         self.vhost = vhost or "/"
         self.timeout = timeout
         self.user = user or "guest"
