@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 # Debian keeps rabbitmq-server in /usr/sbin, which is not on a normal user's PATH
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: install broker postgres docker-compose run test validate compose-check clean
+.PHONY: install broker postgres docker-compose graphviz run test validate compose-check clean
 
 install: $(INSTALLED)
 
@@ -32,12 +32,16 @@ postgres:
 docker-compose:
 	scripts/ensure-docker-compose.sh
 
+# Graphviz's dot, for `nameko-topology export --format svg` and its test.
+graphviz:
+	scripts/ensure-graphviz.sh
+
 # The whole pipeline in the foreground; Ctrl-C stops it. Reads PORT, AMQP_URI, DATA_DIR (logs go
 # to DATA_DIR/logs unless LOG_DIR is set). Needs only the broker: SQLite is the default database.
 run: install broker
 	$(VENV)/bin/python -m scripts.stack
 
-test: install broker postgres docker-compose
+test: install broker postgres docker-compose graphviz
 	$(VENV)/bin/pytest
 
 validate: install

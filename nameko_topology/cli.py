@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError
 
 from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
 from nameko_topology.dlq import cli as dlq_cli
+from nameko_topology.commands import MANAGEMENT_URL_HELP, register_export, register_plan
 from nameko_topology.exceptions import TopologyError, TopologyMismatch
 from nameko_topology.model import load_topology
 from nameko_topology.retries import duration_text, jitter_range
@@ -62,6 +63,9 @@ def _parser():
     shell.set_defaults(run=_shell)
 
     dlq_cli.add_parser(commands).set_defaults(run=dlq_cli.run)
+    apply.add_argument("--management-url", help=MANAGEMENT_URL_HELP)
+    register_plan(commands)
+    register_export(commands)
 
     for command in (validate, show, apply):
         command.add_argument(
@@ -121,6 +125,21 @@ def _apply(args):
             print(f"cannot reach the broker at {uri}: {redact_text(str(exc))}", file=sys.stderr)
             return 1
     print(f"declared {_summary(topology, with_messages=False)} on {uri}")
+    return _apply_policies(args, topology)
+
+
+def _apply_policies(args, topology):
+    from nameko_topology.declarer import declare_policies
+    from nameko_topology.management import ManagementError
+
+    try:
+        changed = declare_policies(args.amqp_uri, topology, args.management_url)
+    except ManagementError as exc:
+        print(f"cannot set the policies: {exc}", file=sys.stderr)
+        return 1
+    if topology.policies:
+        print(f"policies: {len(changed)} of {len(topology.policies)} set"
+              f"{': ' + ', '.join(changed) if changed else ' (all as declared)'}")
     return 0
 
 

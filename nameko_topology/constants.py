@@ -45,3 +45,6 @@ DEFAULT_OUTBOX_BATCH_SIZE = 100
 #: the port of RabbitMQ's management API on the broker's host
 MANAGEMENT_PORT_CONFIG_KEY = "RABBITMQ_MANAGEMENT_PORT"
 DEFAULT_MANAGEMENT_PORT = 15672
+#: the management API's URL (http://host:15672), when it is not the AMQP host on that port. A
+#: service whose config sets it applies the topology's policies at start-up
+MANAGEMENT_URL_CONFIG_KEY = "RABBITMQ_MANAGEMENT_URL"

@@ -10,11 +10,12 @@ from nameko.extensions import SharedExtension
 from nameko_topology.compat import active_paths
 from nameko_topology.constants import (
     AMQP_URI_CONFIG_KEY, DEFAULT_MANAGEMENT_PORT, DEFAULT_TOPOLOGY_FILE,
-    MANAGEMENT_PORT_CONFIG_KEY, TOPOLOGY_FILE_CONFIG_KEY,
+    MANAGEMENT_PORT_CONFIG_KEY, MANAGEMENT_URL_CONFIG_KEY, TOPOLOGY_FILE_CONFIG_KEY,
 )
 from nameko_topology.exceptions import TopologyMismatch
 from nameko_topology.management import ManagementApi, ManagementError
 from nameko_topology.model import load_topology
+from nameko_topology.policies import apply_policies
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,19 @@ def declare_topology(connection, topology, management_port=None):
     finally:
         if channel.is_open:
             channel.close()
+
+
+def declare_policies(amqp_uri, topology, management_url=None, management_port=None):
+    """Create, or update in place, the policies of ``topology`` in the vhost of ``amqp_uri``
+    through the management API at ``management_url`` (default: the AMQP host on
+    ``management_port``); returns the names of those set. Other policies are left alone.
+
+    :raises ManagementError: the API does not answer or refuses.
+    """
+    if not topology.policies:
+        return []
+    api = ManagementApi(amqp_uri, port=management_port, url=management_url)
+    return apply_policies(api, topology.policies.values())
 
 
 def _declare(connection, kind, name, declare, settings, management_port):
@@ -116,6 +130,10 @@ class TopologyDeclarer(SharedExtension):
     def setup(self):
         with Connection(self.amqp_uri, connect_timeout=10) as connection:
             self.declare(connection)
+        management_url = self.container.config.get(MANAGEMENT_URL_CONFIG_KEY)
+        if management_url:
+            # AMQP cannot set a policy; without the API's URL a service leaves them to `apply`
+            declare_policies(self.amqp_uri, self.topology, management_url)
         log.info("declared topology %s", self.topology.source)
         log.info("library internals (nameko_topology.compat): %s", active_paths())
 

@@ -15,7 +15,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from kombu.utils.url import url_to_parts
 
@@ -39,6 +39,11 @@ def _ports(port, count):
     return ports * count if len(ports) == 1 else ports
 
 
+def _basic(user, password):
+    credentials = f"{user or 'guest'}:{password or 'guest'}".encode()
+    return "Basic " + base64.b64encode(credentials).decode()
+
+
 class ManagementError(Exception):
     pass
 
@@ -46,21 +51,26 @@ class ManagementError(Exception):
 class ManagementApi:
     """Calls ``/api/...`` of the broker at ``amqp_uri``; ``vhost`` is the URI's virtual host."""
 
-    def __init__(self, amqp_uri, timeout=5, port=None):
+    def __init__(self, amqp_uri, timeout=5, port=None, url=None):
         uris = nodes(amqp_uri)
         ports = _ports(port_from_environment() if port is None else port, len(uris))
         self._nodes, server_uris = [], []  # (API URL, Authorization) per node
         for uri, port in zip(uris, ports):
             scheme, host, amqp_port, user, password, vhost, _ = url_to_parts(uri)
-            credentials = f"{user or 'guest'}:{password or 'guest'}".encode()
             self._nodes.append((f"http://{host or 'localhost'}:{port}/api",
-                                "Basic " + base64.b64encode(credentials).decode()))
+                                _basic(user, password)))
             server_uris.append(f"{scheme}://{quote(user or 'guest', safe='')}:"
                                f"{quote(password or 'guest', safe='')}@{host}:{amqp_port or 5672}")
+        # vhost and user: the first node's, as for kombu
+        _, _, _, user, password, vhost, _ = url_to_parts(uris[0])
+        if url:  # ``http(s)://[user:password@]host:port[/prefix]``: the API is at <url>/api
+            parts = urlsplit(url)
+            user, password = parts.username or user, parts.password or password
+            self._nodes = [(urlunsplit(parts._replace(netloc=parts.hostname + (
+                f":{parts.port}" if parts.port else ""))).rstrip("/").removesuffix("/api")
+                + "/api", _basic(user, password))]
         #: the first node's API: where requests go while it answers
         self.base_url = self._nodes[0][0]
-        # vhost and user: the first node's, as for kombu
-        _, _, _, user, _, vhost, _ = url_to_parts(uris[0])
         self.vhost = vhost or "/"
         self.timeout = timeout
         self.user = user or "guest"
@@ -103,3 +113,17 @@ class ManagementApi:
     def entity(self, kind, name):
         """The exchange or queue ``name`` of this vhost as the broker describes it."""
         return self.get(self.path(f"{kind}s", self.vhost, name))
+
+    # -- a whole vhost, for plan and apply (see plan.py, policies.py) ----------------------
+
+    def vhost_entities(self, kind):
+        """Every exchange, queue, binding or policy (``kind`` plural) of this vhost."""
+        return self.get(self.path(kind, self.vhost))
+
+    def policies(self):
+        return self.vhost_entities("policies")
+
+    def put_policy(self, name, settings):
+        """Create or replace policy ``name`` with ``settings`` (pattern, apply-to, priority,
+        definition)."""
+        self.request("PUT", self.path("policies", self.vhost, name), settings)

@@ -13,6 +13,7 @@ import yaml
 from kombu import Exchange, Queue, binding
 
 from nameko_topology.exceptions import TopologyError
+from nameko_topology.policies import policies_of_document
 from nameko_topology.retries import (
     DEFAULT_DELAY_MS, DEFAULT_MAX_ATTEMPTS, block_delays, block_max_attempts, retry_queue_name,
 )
@@ -108,6 +109,7 @@ class QueueSpec:
     retry: RetrySpec = field(default_factory=RetrySpec)
     max_message_bytes: int = None  # None: the container's MAX_MESSAGE_BYTES
     retry_for: str = None  # a retry queue: the queue its messages return to; else None
+    consumer: str = None  # the service consuming it, for exports (documentation only)
 
     @property
     def broker_arguments(self):
@@ -169,6 +171,7 @@ class MessageSpec:
     routing_key: str
     fields: tuple = ()
     additional_fields: bool = True  # the tolerant reader: fields a consumer does not know pass
+    publisher: str = None  # the service publishing it, for exports (documentation only)
 
     @cached_property
     def json_schema(self):
@@ -190,6 +193,8 @@ class Topology:
     queues: dict
     bindings: tuple
     messages: dict
+    #: name -> :class:`~nameko_topology.policies.PolicySpec`
+    policies: dict = field(default_factory=dict)
 
     def message(self, name):
         """The :class:`MessageSpec` called ``name``; ``KeyError`` naming it if undeclared."""
@@ -296,6 +301,7 @@ def _build(document, source):
             )
             for m in document.get("messages", [])
         },
+        policies=policies_of_document(document),
     )
 
 

@@ -11,6 +11,7 @@ from importlib import resources
 
 from jsonschema import Draft202012Validator
 
+from nameko_topology.policies import policy_problems
 from nameko_topology.retries import queue_retry_problems, retry_queues_of_entry
 
 SECTIONS = ("exchanges", "queues", "bindings", "messages")
@@ -137,6 +138,8 @@ class _Entries:
             [(i, entry) for i, entry in enumerate(sections[name]) if (name, i) not in malformed]
             for name in SECTIONS
         )
+        self.policies = [(i, entry) for i, entry in enumerate(_section(document, "policies"))
+                         if ("policies", i) not in malformed]
         # a malformed entry still declares its name: references to it are not the problem
         self.exchange_names = _names(sections["exchanges"])
         self.queue_names = _names(sections["queues"])
@@ -651,6 +654,13 @@ def _check_retry_queue_names(entries):
                 owners[name] = f"the retry queue of queues[{i}]"
 
 
+def _check_policies(entries):
+    retry_queue_names = {queue["name"]: [name for _, name in retry_queues_of_entry(queue)]
+                         for _, queue in entries.queues}
+    for parts, problem in policy_problems(entries, retry_queue_names):
+        yield _path(*parts), problem
+
+
 CHECKS = (
     _check_duplicate_names,
     _check_name_sizes,
@@ -668,4 +678,5 @@ CHECKS = (
     _check_field_patterns,
     _check_retries,
     _check_retry_queue_names,
+    _check_policies,
 )

@@ -174,7 +174,7 @@ def test_unknown_key(only_problem, document):
 def test_unknown_top_level_key(only_problem, document):
     document["exchange"] = []
     assert only_problem(document) == (
-        "", "unknown key 'exchange'; allowed: exchanges, queues, bindings, messages"
+        "", "unknown key 'exchange'; allowed: exchanges, queues, bindings, messages, policies"
     )
 
 

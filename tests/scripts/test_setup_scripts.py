@@ -355,50 +355,58 @@ def test_postgres_up_refusing_the_login_stops_and_changes_nothing(pg):
     assert {call.split()[0] for call in pg.calls()} <= {"id", "pg_isready", "psql"}
 
 
-# -- docker-compose ----------------------------------------------------------------------------
+# -- optional tools: docker-compose, graphviz --------------------------------------------------
 
 DOCKER_COMPOSE = SCRIPTS / "ensure-docker-compose.sh"
+GRAPHVIZ = SCRIPTS / "ensure-graphviz.sh"
 
 
-@pytest.fixture
-def compose(sandbox):
-    sandbox.package("docker-compose", {"docker-compose": "exit 0"})
-    return sandbox
+@pytest.fixture(params=[(DOCKER_COMPOSE, "docker-compose", "docker-compose"),
+                        (GRAPHVIZ, "graphviz", "dot")], ids=["docker-compose", "graphviz"])
+def optional(sandbox, request):
+    """``(sandbox, script, package, command)`` of a tool that is installed if it can be."""
+    script, package, command = request.param
+    sandbox.package(package, {command: "exit 0"})
+    return sandbox, script, package, command
 
 
-def test_docker_compose_present_installs_nothing(compose):
-    compose.as_user()
-    compose.stub("docker-compose")
-    result = compose.run(DOCKER_COMPOSE)
+def test_optional_tool_present_installs_nothing(optional):
+    sandbox, script, package, command = optional
+    sandbox.as_user()
+    sandbox.stub(command)
+    result = sandbox.run(script)
     assert result.returncode == 0, result.stderr
-    assert "docker-compose is installed" in result.stdout
-    assert compose.calls() == []
+    assert f"{package} is installed" in result.stdout
+    assert sandbox.calls() == []
 
 
-def test_docker_compose_missing_as_root_is_installed(compose):
-    compose.as_root()
-    result = compose.run(DOCKER_COMPOSE)
+def test_optional_tool_missing_as_root_is_installed(optional):
+    sandbox, script, package, command = optional
+    sandbox.as_root()
+    result = sandbox.run(script)
     assert result.returncode == 0, result.stderr
-    assert called(compose, "apt-get install") == ["apt-get install -y -qq docker-compose"]
-    assert (compose.stubs / "docker-compose").exists()
+    assert called(sandbox, "apt-get install") == [f"apt-get install -y -qq {package}"]
+    assert (sandbox.stubs / command).exists()
 
 
-def test_docker_compose_missing_without_root_warns_with_the_command_and_goes_on(compose):
-    compose.as_user(sudo=SUDO_WANTS_PASSWORD)
-    result = compose.run(DOCKER_COMPOSE)
+def test_optional_tool_missing_without_root_warns_with_the_command_and_goes_on(optional):
+    sandbox, script, package, command = optional
+    sandbox.as_user(sudo=SUDO_WANTS_PASSWORD)
+    result = sandbox.run(script)
     assert result.returncode == 0
-    assert "sudo apt-get update && sudo apt-get install -y docker-compose" in result.stderr
-    assert "WARNING: could not install docker-compose" in result.stdout
-    assert not called(compose, "apt-get")
+    assert f"sudo apt-get update && sudo apt-get install -y {package}" in result.stderr
+    assert f"WARNING: could not install {package}" in result.stdout
+    assert not called(sandbox, "apt-get")
 
 
-def test_docker_compose_failing_apt_get_warns_and_goes_on(compose):
-    compose.as_root()
-    compose.stub("apt-get", "[[ $1 == update ]] && exit 100 || exit 0")
-    result = compose.run(DOCKER_COMPOSE)
+def test_optional_tool_failing_apt_get_warns_and_goes_on(optional):
+    sandbox, script, package, command = optional
+    sandbox.as_root()
+    sandbox.stub("apt-get", "[[ $1 == update ]] && exit 100 || exit 0")
+    result = sandbox.run(script)
     assert result.returncode == 0
-    assert "WARNING: could not install docker-compose" in result.stdout
-    assert called(compose, "apt-get") == ["apt-get update -qq"]  # no install after it failed
+    assert f"WARNING: could not install {package}" in result.stdout
+    assert called(sandbox, "apt-get") == ["apt-get update -qq"]  # no install after it failed
 
 
 # -- the virtualenv ----------------------------------------------------------------------------
@@ -503,11 +511,11 @@ def test_make_run_ensures_only_the_broker():
     assert "ensure-postgres" not in commands and "ensure-docker-compose" not in commands
 
 
-def test_make_test_ensures_the_broker_postgres_and_docker_compose_before_pytest():
+def test_make_test_ensures_the_broker_postgres_docker_compose_and_graphviz_before_pytest():
     commands = make_dry_run("test").splitlines()
     ensure = [line for line in commands if line.startswith("scripts/ensure-")]
-    assert ensure[-3:] == ["scripts/ensure-rabbitmq.sh", "scripts/ensure-postgres.sh",
-                           "scripts/ensure-docker-compose.sh"]
+    assert ensure[-4:] == ["scripts/ensure-rabbitmq.sh", "scripts/ensure-postgres.sh",
+                           "scripts/ensure-docker-compose.sh", "scripts/ensure-graphviz.sh"]
     assert commands[-1] == ".venv/bin/pytest"
 
 
