@@ -107,9 +107,9 @@ class QueueSpec:
     delivery_limit: int = None
     arguments: dict = field(default_factory=dict)
     retry: RetrySpec = field(default_factory=RetrySpec)
+    consumer: str = None  # the service consuming it, for exports (documentation only)
     max_message_bytes: int = None  # None: the container's MAX_MESSAGE_BYTES
     retry_for: str = None  # a retry queue: the queue its messages return to; else None
-    consumer: str = None  # the service consuming it, for exports (documentation only)
 
     @property
     def broker_arguments(self):
@@ -170,8 +170,8 @@ class MessageSpec:
     exchange: str
     routing_key: str
     fields: tuple = ()
-    additional_fields: bool = True  # the tolerant reader: fields a consumer does not know pass
     publisher: str = None  # the service publishing it, for exports (documentation only)
+    additional_fields: bool = True  # the tolerant reader: fields a consumer does not know pass
 
     @cached_property
     def json_schema(self):
