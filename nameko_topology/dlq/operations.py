@@ -233,10 +233,7 @@ class DeadLetters:
             return True
 
     def _management(self):
-        api = ManagementApi(self.amqp_uri)
-        if self.management_url:
-            api.base_url = self.management_url.rstrip("/") + "/api"
-        return api
+        return ManagementApi(self.amqp_uri, url=self.management_url)
 
     def dead_letter_queue(self):
         if self.default_queue:

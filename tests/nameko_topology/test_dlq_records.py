@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from nameko_topology.dlq.operations import Selection, parse_since
+from nameko_topology.dlq.operations import DeadLetters, Selection, parse_since
 from nameko_topology.dlq.records import (
     PREVIEW_CHARS, pretty_body, record, record_id, replay_headers,
 )
@@ -117,3 +117,12 @@ def test_a_selection_by_reason_and_since():
     assert not Selection(since=NOW).matches(old)
     assert not Selection(since=NOW).matches(unknown_time)
     assert Selection().all and Selection(ids=["x"]).matches(old) is False
+
+
+def test_an_explicit_management_url_is_where_the_tools_ask():
+    dead_letters = DeadLetters("amqp://u:p@broker:5672/v", topology=None,
+                               management_url="http://admin:secret@mgmt:15999/")
+
+    api = dead_letters._management()
+
+    assert (api.base_url, api.vhost, api.user) == ("http://mgmt:15999/api", "v", "admin")
