@@ -131,7 +131,8 @@ def _selection_problems(entries, i, policy, retry_queue_names):
         try:
             re.compile(pattern)
         except re.error as exc:
-            yield ("policies", i, "pattern"), f"{pattern!r} is not a valid regular expression: {exc}"
+            yield ("policies", i, "pattern"), (
+                f"{pattern!r} is not a valid regular expression: {exc}")
             return
     apply_to = policy.get("apply_to", "queues")
     names = {"queues": set(queues), "exchanges": entries.exchange_names,
@@ -159,6 +160,8 @@ def _declared_queues(entries, retry_queue_names):
             arguments.add("x-dead-letter-exchange")
             if "routing_key" in queue["dead_letter"]:
                 arguments.add("x-dead-letter-routing-key")
+            if "strategy" in queue["dead_letter"]:
+                arguments.add("x-dead-letter-strategy")
         arguments.update(queue.get("arguments", {}))
         queues[queue["name"]] = arguments
         retry_arguments = set(_RETRY_QUEUE_ARGUMENTS)
