@@ -4,7 +4,6 @@ complete dead-letter record (the contract the DLQ tools read; README "Operating 
 Everything here runs on the failure path only, and never raises: whatever an exception's
 ``__str__`` does, a dead letter is still written.
 """
-import re
 import traceback
 import uuid
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from nameko_topology.messages import (
     FIRST_FAILURE_HEADER, HANDLER_HEADER, LAST_FAILURE_HEADER, QUEUE_HEADER, REASON_HEADER,
     SERVICE_HEADER, TRACEBACK_HEADER,
 )
+from nameko_topology.uris import redact_text
 
 #: the longest reason a dead letter's ``x-rejected-reason`` header carries
 MAX_REASON_LENGTH = 1000
@@ -23,8 +23,6 @@ MAX_EXCEPTION_MESSAGE_LENGTH = 1000
 #: the longest ``x-exception-traceback``: its end, where the error is, is what it keeps. All
 #: headers travel in one AMQP frame (128 KiB), the original's own headers too.
 MAX_TRACEBACK_LENGTH = 4000
-# a password in a URI of an exception's text (a database URL in a driver's error)
-_URI_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 
 
 def now_text():
@@ -74,8 +72,9 @@ def exception_headers(exc):
     module = kind.__module__
     return {
         EXCEPTION_TYPE_HEADER: f"{module}.{kind.__qualname__}" if module else kind.__qualname__,
-        EXCEPTION_MESSAGE_HEADER: masked(safe_str(exc))[:MAX_EXCEPTION_MESSAGE_LENGTH],
-        TRACEBACK_HEADER: tail(masked(_formatted_traceback(exc)), MAX_TRACEBACK_LENGTH),
+        # a password in a URI of the text (a database URL in a driver's error) is masked
+        EXCEPTION_MESSAGE_HEADER: redact_text(safe_str(exc))[:MAX_EXCEPTION_MESSAGE_LENGTH],
+        TRACEBACK_HEADER: tail(redact_text(_formatted_traceback(exc)), MAX_TRACEBACK_LENGTH),
     }
 
 
@@ -97,11 +96,6 @@ def _formatted_traceback(exc):
         return "".join(traceback.format_exception(exc))
     except Exception as failure:
         return f"(formatting the traceback failed: {type(failure).__name__})"
-
-
-def masked(text):
-    """``text`` with the password of every URI in it masked."""
-    return _URI_PASSWORD.sub(r"\1**@", text)
 
 
 def tail(text, limit):

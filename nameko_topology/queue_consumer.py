@@ -103,12 +103,6 @@ class TopologyQueueConsumer(ResilientQueueConsumer):
             self._acks.settled_alone(message.delivery_tag)
         super().requeue_message(message)
 
-    def on_connection_error(self, exc, interval):
-        """kombu's callback for each failed connection attempt: nameko's logs the URI with
-        only the first password of a failover list masked, the others in clear."""
-        log.warning("Error connecting to broker at %s (%s).\nRetrying in %s seconds.",
-                    redact(self.amqp_uri), redact_text(str(exc)), interval)
-
     def reject_message(self, message):
         if self._acks is not None and self._acks.channel is message.channel:
             self._acks.settled_alone(message.delivery_tag)
