@@ -1,4 +1,5 @@
-"""Static checks of docker-compose.yml (no Docker engine needed)."""
+"""Static checks of docker-compose.yml and docker-compose.cluster.yml (no Docker engine needed)."""
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,6 +9,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
+NODES = ("rabbitmq1", "rabbitmq2", "rabbitmq3")
 SERVICES = ("orders", "inventory", "notifications")
 
 
@@ -67,8 +70,65 @@ def test_no_hard_coded_guest_credentials():
     assert "guest" not in COMPOSE_FILE.read_text()
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    return yaml.safe_load(CLUSTER_FILE.read_text())
+
+
+def test_cluster_nodes_share_a_required_cookie_and_discover_each_other(cluster):
+    conf = (ROOT / "deploy" / "rabbitmq-cluster.conf").read_text()
+    assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+    for index, node in enumerate(NODES, 1):
+        service = cluster["services"][node]
+        assert service["hostname"] == node
+        assert f"cluster_formation.classic_config.nodes.{index} = rabbit@{node}" in conf
+        assert "./deploy/rabbitmq-cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro" in \
+            service["volumes"]
+        # required, with no default: a cookie in the file would be a secret in the repository
+        assert service["environment"]["RABBITMQ_ERLANG_COOKIE"].startswith(
+            "${RABBITMQ_ERLANG_COOKIE:?")
+    data = [v.split(":")[0] for node in NODES for v in cluster["services"][node]["volumes"]
+            if v.endswith(":/var/lib/rabbitmq")]
+    assert len(set(data)) == 3
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_cluster_services_run_twice_on_postgres_through_every_node(cluster, name):
+    service = cluster["services"][name]
+    assert service["deploy"]["replicas"] == 2
+    assert service["command"][-1] == f"nameko_services.{name}"
+    env = service["environment"]
+    assert env["TOPOLOGY_FILE"] == "topology.quorum.yaml"
+    assert env["DATABASE_URL"].startswith("postgresql://")
+    uris = env["AMQP_URI"].split(";")
+    assert [uri.split("@")[1].split(":")[0] for uri in uris] == list(NODES)
+    assert all("${RABBITMQ_PASSWORD" in uri for uri in uris)
+    assert set(service["depends_on"]) == {*NODES, "postgres"}
+
+
+def test_cluster_gateway_uses_every_node(cluster):
+    gateway = cluster["services"]["gateway"]
+    assert gateway["environment"]["AMQP_URI"].count(";") == 2
+    assert gateway["environment"]["TOPOLOGY_FILE"] == "topology.quorum.yaml"
+    assert gateway["environment"]["ADMIN_TOKEN"] == "${ADMIN_TOKEN:-}"
+
+
+def test_no_hard_coded_guest_credentials_in_the_cluster_file():
+    assert "guest" not in CLUSTER_FILE.read_text()
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-def test_docker_compose_config_is_valid():
-    result = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("path", [COMPOSE_FILE, CLUSTER_FILE], ids=lambda p: p.name)
+def test_docker_compose_config_is_valid(path):
+    env = {**os.environ, "RABBITMQ_ERLANG_COOKIE": "a-cookie-for-the-check"}
+    result = subprocess.run(["docker-compose", "-f", str(path), "config", "-q"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_the_cluster_file_refuses_to_start_without_a_cookie():
+    env = {k: v for k, v in os.environ.items() if k != "RABBITMQ_ERLANG_COOKIE"}
+    result = subprocess.run(["docker-compose", "-f", str(CLUSTER_FILE), "config", "-q"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode != 0 and "set RABBITMQ_ERLANG_COOKIE" in result.stderr
