@@ -48,3 +48,10 @@ DEFAULT_MANAGEMENT_PORT = 15672
 #: the management API's URL (http://host:15672), when it is not the AMQP host on that port. A
 #: service whose config sets it applies the topology's policies at start-up
 MANAGEMENT_URL_CONFIG_KEY = "RABBITMQ_MANAGEMENT_URL"
+
+#: the type of a service's RPC queue (``rpc-<service>``): ``classic`` (nameko's, on the node that
+#: declared it) or ``quorum`` (replicated, for a cluster: RPC goes on when a node dies). The type
+#: of a live queue cannot change, so switching means deleting the queue first
+RPC_QUEUE_TYPE_CONFIG_KEY = "RPC_QUEUE_TYPE"
+DEFAULT_RPC_QUEUE_TYPE = "classic"
+RPC_QUEUE_TYPES = ("classic", "quorum")

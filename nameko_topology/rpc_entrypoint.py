@@ -25,6 +25,9 @@ from nameko.constants import (
 
 from nameko_topology.batch import HeldChannel
 from nameko_topology.compat import Responder
+from nameko_topology.constants import (
+    DEFAULT_RPC_QUEUE_TYPE, RPC_QUEUE_TYPE_CONFIG_KEY, RPC_QUEUE_TYPES,
+)
 from nameko_topology.delivery import check_headers, shown
 from nameko_topology.exceptions import CONNECTION_ERRORS, InvalidMessage
 from nameko_topology.gcfreeze import GcFreeze
@@ -83,6 +86,12 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
     def setup(self):
         super().setup()
         config = self.container.config
+        queue_type = config.get(RPC_QUEUE_TYPE_CONFIG_KEY) or DEFAULT_RPC_QUEUE_TYPE
+        if queue_type not in RPC_QUEUE_TYPES:
+            raise ValueError(f"config {RPC_QUEUE_TYPE_CONFIG_KEY} must be one of "
+                             f"{', '.join(RPC_QUEUE_TYPES)}, got {queue_type!r}")
+        if queue_type != DEFAULT_RPC_QUEUE_TYPE:
+            self.queue.queue_arguments = {"x-queue-type": queue_type}
         self.reply_publisher = ReplyPublisher(
             config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY),
             login_method=config.get(LOGIN_METHOD_CONFIG_KEY))

@@ -99,6 +99,7 @@ def test_cluster_services_run_twice_on_postgres_through_every_node(cluster, name
     assert service["command"][-1] == f"nameko_services.{name}"
     env = service["environment"]
     assert env["TOPOLOGY_FILE"] == "topology.quorum.yaml"
+    assert env["RPC_QUEUE_TYPE"] == "quorum"
     assert env["DATABASE_URL"].startswith("postgresql://")
     uris = env["AMQP_URI"].split(";")
     assert [uri.split("@")[1].split(":")[0] for uri in uris] == list(NODES)

@@ -383,3 +383,24 @@ def test_rpc_replies_go_out_after_the_broker_closed_the_reply_connection(
              description="the RPC consumer back on rpc-echo")
     with ClusterRpcProxy(config, timeout=10) as cluster:
         assert [cluster.echo.echo(n) for n in range(3)] == [{"echoed": n} for n in range(3)]
+
+
+def test_a_quorum_rpc_queue_answers_calls(vhost, config, container_factory):
+    container = container_factory(Echo, {**config, "RPC_QUEUE_TYPE": "quorum"})
+    container.start()
+    with ClusterRpcProxy(config, timeout=10) as cluster:
+        assert cluster.echo.echo("on quorum") == {"echoed": "on quorum"}
+    assert vhost.queues()["rpc-echo"]["arguments"] == {"x-queue-type": "quorum"}
+
+
+def test_the_rpc_queue_is_classic_by_default(vhost, config, container_factory):
+    container_factory(Echo, config).start()
+    wait_for(lambda: vhost.consumers("rpc-echo") == 1, timeout=20,
+             description="the RPC consumer on rpc-echo")
+    assert vhost.queues()["rpc-echo"]["arguments"] == {}
+
+
+def test_an_unknown_rpc_queue_type_fails_start_up_naming_the_key(config, container_factory):
+    with pytest.raises(ValueError,
+                       match="RPC_QUEUE_TYPE must be one of classic, quorum, got 'mirrored'"):
+        container_factory(Echo, {**config, "RPC_QUEUE_TYPE": "mirrored"}).start()
