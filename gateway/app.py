@@ -15,12 +15,14 @@ Routes::
     GET  /processed          inventory.list_processed()
     GET  /notifications      notifications.list_notifications(after, limit); ?after=<id>&limit=<n>
     GET  /health             broker and every service's health(), 200 or 503
+    GET  /health/live        200 while the process answers
+    GET  /health/ready       200 once broker, services, queues and consumers are there, or 503
+                             (gateway/health.py)
     GET  /openapi.json       the OpenAPI 3.1 document of these routes
 """
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from urllib.parse import quote
@@ -29,12 +31,13 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import admin, openapi
+from gateway import admin, health, openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
 from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
 from nameko_topology.exceptions import TopologyError
+from nameko_topology.management import ManagementApi
 from nameko_topology.messages import field_problems
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,8 @@ def default_config():
         "TOPOLOGY_FILE": os.environ.get("TOPOLOGY_FILE", DEFAULT_TOPOLOGY_FILE),
         "RPC_TIMEOUT": 5.0,  # seconds; an unanswered call becomes a 503 after this
         "HEALTH_TIMEOUT": 1.5,  # seconds per health check, all services checked in parallel
+        # /health/ready's management API; unset: the AMQP hosts on RABBITMQ_MANAGEMENT_PORT
+        "RABBITMQ_MANAGEMENT_URL": os.environ.get("RABBITMQ_MANAGEMENT_URL"),
         "MAX_BODY_BYTES": 16384,
         "SERVICES": ("orders", "inventory", "notifications"),
         "ORDER_BATCH_MAX": 100,  # most orders in one orders.place_orders call
@@ -80,7 +85,7 @@ def create_app(config=None, rpc=None):
     :Parameters:
         config: a dict overriding :func:`default_config` (``AMQP_URI``, ``TOPOLOGY_FILE``,
             ``RPC_TIMEOUT``, ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``,
-            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``).
+            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``, ``RABBITMQ_MANAGEMENT_URL``).
         rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
             and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
             fake. By default a real ``RpcClient`` is built; it connects on first use.
@@ -92,7 +97,9 @@ def create_app(config=None, rpc=None):
 
     The topology's ``OrderPlaced`` message, which a POST /order body is checked against, is
     kept on ``app.extensions["order_placed"]`` and the OpenAPI document built from it on
-    ``app.extensions["openapi"]``.
+    ``app.extensions["openapi"]``; the loaded topology on ``app.extensions["topology"]`` and
+    the :class:`~nameko_topology.management.ManagementApi` that ``/health/ready`` asks about
+    queues and consumers on ``app.extensions["management"]`` (tests may replace it).
 
     :raises TopologyError: the ``TOPOLOGY_FILE`` cannot be read, is invalid, or its
         ``OrderPlaced.order_id`` refuses the ids the gateway picks; ``KeyError`` if it declares
@@ -106,7 +113,9 @@ def create_app(config=None, rpc=None):
     # limit, where a cut-off body and a complete one look the same.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"] + 1
     app.json.sort_keys = False  # keep the services' field order
-    order_placed, app.extensions["order_id_shape"] = _order_shapes(app.config["TOPOLOGY_FILE"])
+    topology = app.extensions["topology"] = load_topology(app.config["TOPOLOGY_FILE"])
+    order_placed, app.extensions["order_id_shape"] = _order_shapes(
+        topology, app.config["TOPOLOGY_FILE"])
     app.extensions["order_placed"] = order_placed
     app.extensions["openapi"] = openapi.document(order_placed)
     if rpc is None:
@@ -116,16 +125,21 @@ def create_app(config=None, rpc=None):
     app.extensions["order_batcher"] = CallBatcher(
         rpc, "orders", "place_orders", argument="orders", result_key="order",
         max_batch=app.config["ORDER_BATCH_MAX"], senders=app.config["ORDER_BATCH_SENDERS"])
+    # constructed without I/O: /health/ready reads queues and consumers through it
+    app.extensions["management"] = ManagementApi(
+        app.config["AMQP_URI"], timeout=app.config["HEALTH_TIMEOUT"],
+        url=app.config["RABBITMQ_MANAGEMENT_URL"] or None)
     app.register_blueprint(api)
+    app.register_blueprint(health.blueprint)
     app.register_blueprint(admin.blueprint)  # /admin: off unless ADMIN_TOKEN is set
     _register_error_handlers(app)
     return app
 
 
-def _order_shapes(topology_file):
-    """The OrderPlaced message of ``topology_file``, and the shape of its ``order_id`` alone
+def _order_shapes(topology, topology_file):
+    """The OrderPlaced message of ``topology``, and the shape of its ``order_id`` alone
     (GET /orders/<order_id> checks the id by itself)."""
-    order_placed = load_topology(topology_file).message(ORDER_PLACED)
+    order_placed = topology.message(ORDER_PLACED)
     order_id_shape = replace(
         order_placed, name=ORDER_PLACED + ".order_id",
         fields=tuple(f for f in order_placed.fields if f.name == "order_id"))
@@ -234,41 +248,6 @@ def list_notifications():
 @api.get("/openapi.json")
 def openapi_document():
     return jsonify(current_app.extensions["openapi"])
-
-
-@api.get("/health")
-def health():
-    rpc = current_app.extensions["rpc"]
-    services = list(current_app.config["SERVICES"])
-    timeout = current_app.config["HEALTH_TIMEOUT"]
-    try:
-        rpc.check_broker(timeout=timeout)
-        broker = "ok"
-    except Exception as exc:
-        broker = "unavailable: {}".format(exc)
-    if broker == "ok":
-        # In parallel, so that the check takes one timeout, however many services are down.
-        with ThreadPoolExecutor(max_workers=max(len(services), 1)) as pool:
-            checks = {name: pool.submit(_service_health, rpc, name, timeout) for name in services}
-        statuses = {name: check.result() for name, check in checks.items()}
-    else:
-        statuses = {name: "unavailable: broker unavailable" for name in services}
-    ok = broker == "ok" and all(status == "ok" for status in statuses.values())
-    body = {"status": "ok" if ok else "unavailable", "gateway": "ok", "broker": broker,
-            "services": statuses}
-    return jsonify(body), 200 if ok else 503
-
-
-def _service_health(rpc, service, timeout):
-    try:
-        result = rpc.call(service, "health", timeout=timeout)
-    except RemoteError as exc:
-        return "unavailable: {}: {}".format(exc.exc_type, exc.value)
-    except Exception as exc:  # unavailable, timeout, or anything else: report, don't raise
-        return "unavailable: {}".format(exc)
-    if isinstance(result, dict) and result.get("status") == "ok":
-        return "ok"
-    return "unavailable: health() returned {!r}".format(result)
 
 
 # input validation ----------------------------------------------------------------------------

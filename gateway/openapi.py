@@ -151,6 +151,20 @@ _DOCUMENT = {
                 "503": _ok("something is down; the body names it", _ref("Health")),
             },
         }},
+        "/health/live": {"get": {
+            "summary": "the gateway process answers (asks nothing of the broker or services)",
+            "operationId": "live",
+            "responses": {"200": _ok("alive", _ref("Live"))},
+        }},
+        "/health/ready": {"get": {
+            "summary": "ready for traffic: broker reachable, every service answering, every "
+                       "declared queue there and each topology consumer consuming",
+            "operationId": "ready",
+            "responses": {
+                "200": _ok("ready", _ref("Ready")),
+                "503": _ok("not ready; the body names what is missing", _ref("Ready")),
+            },
+        }},
         "/openapi.json": {"get": {
             "summary": "this document", "operationId": "openapi",
             "responses": {"200": _ok("the OpenAPI 3.1 document", {"type": "object"})},
@@ -190,6 +204,21 @@ _SCHEMAS = {
             "quantity": {"type": "integer"},
             "message": {"type": "string"},
             "created_at": {"type": "number"},
+        },
+    },
+    "Live": {
+        "type": "object", "required": ["status"], "additionalProperties": False,
+        "properties": {"status": {"const": "live"}},
+    },
+    "Ready": {
+        "type": "object", "required": ["status", "broker", "services", "queues"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"enum": ["ready", "not ready"]},
+            "broker": {"type": "string"},
+            "services": {"type": "object", "additionalProperties": {"type": "string"}},
+            "queues": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "ok, missing, no consumer (<service>) or unknown: ..."},
         },
     },
     "Health": {

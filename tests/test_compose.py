@@ -60,6 +60,8 @@ def test_gateway(compose):
     assert gateway["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
     assert set(gateway["depends_on"]) >= set(SERVICES)
     assert "${RABBITMQ_USER" in gateway["environment"]["AMQP_URI"]
+    # liveness, not readiness: a stopped service must not get the gateway marked unhealthy
+    assert "http://127.0.0.1:8080/health/live" in " ".join(gateway["healthcheck"]["test"])
 
 
 def test_the_admin_token_comes_from_the_environment_with_no_default(compose):

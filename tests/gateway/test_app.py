@@ -426,46 +426,6 @@ def test_unexpected_exception_is_json_500(client, rpc, caplog):
     assert any(record.exc_info for record in caplog.records)
 
 
-# -- health -----------------------------------------------------------------------------------
-
-def healthy(service):
-    return {"status": "ok", "service": service}
-
-
-def test_health_ok(client, rpc):
-    for service in ("orders", "inventory", "notifications"):
-        rpc.responses[(service, "health")] = healthy(service)
-    response = client.get("/health")
-    assert response.status_code == 200
-    assert response.get_json() == {
-        "status": "ok", "gateway": "ok", "broker": "ok",
-        "services": {"orders": "ok", "inventory": "ok", "notifications": "ok"}}
-    assert all(timeout <= 2 for timeout in rpc.timeouts)
-
-
-def test_health_names_the_failed_service(client, rpc):
-    rpc.responses[("orders", "health")] = healthy("orders")
-    rpc.responses[("inventory", "health")] = RpcTimeout("no reply within 1.5s")
-    rpc.responses[("notifications", "health")] = {"status": "degraded"}
-    response = client.get("/health")
-    assert response.status_code == 503
-    body = response.get_json()
-    assert body["status"] != "ok" and body["gateway"] == "ok" and body["broker"] == "ok"
-    assert body["services"]["orders"] == "ok"
-    assert body["services"]["inventory"] == "unavailable: no reply within 1.5s"
-    assert body["services"]["notifications"].startswith("unavailable: ")
-
-
-def test_health_broker_down(rpc):
-    rpc.broker_error = ServiceUnavailable("broker unavailable: connection refused")
-    response = create_app({"AMQP_URI": "amqp://unused"}, rpc=rpc).test_client().get("/health")
-    assert response.status_code == 503
-    body = response.get_json()
-    assert body["broker"] == "unavailable: broker unavailable: connection refused"
-    assert set(body["services"]) == {"orders", "inventory", "notifications"}
-    assert all(status.startswith("unavailable") for status in body["services"].values())
-
-
 # -- HTTP errors are JSON ---------------------------------------------------------------------
 
 def test_unknown_route_is_json_404(client):
