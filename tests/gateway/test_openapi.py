@@ -14,6 +14,7 @@ from gateway import openapi
 from gateway.app import ORDER_PLACED
 from nameko_topology import load_topology
 from nameko_topology.constants import DEFAULT_TOPOLOGY_FILE
+from nameko_topology.testing.broker import wait_for
 from scripts.stack import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,12 @@ MAX_EXAMPLES = 100
 
 @pytest.fixture(scope="module")
 def live_stack(pipeline):
-    return pipeline("openapi", env={"INITIAL_STOCK": json.dumps({"widget-A": 1_000_000})})
+    stack = pipeline("openapi", env={"INITIAL_STOCK": json.dumps({"widget-A": 1_000_000})})
+    # /health/ready answers 503 until the management API's statistics show every consumer (a
+    # few seconds after start-up): a documented answer, but a 5xx that schemathesis refuses
+    wait_for(lambda: requests.get(f"{stack.url}/health/ready", timeout=15).status_code == 200,
+             timeout=30, description="the pipeline ready")
+    return stack
 
 
 # The document the app serves (test_the_gateway_serves_this_document checks that it is), from the
