@@ -55,3 +55,7 @@ MANAGEMENT_URL_CONFIG_KEY = "RABBITMQ_MANAGEMENT_URL"
 RPC_QUEUE_TYPE_CONFIG_KEY = "RPC_QUEUE_TYPE"
 DEFAULT_RPC_QUEUE_TYPE = "classic"
 RPC_QUEUE_TYPES = ("classic", "quorum")
+
+#: the port each service process serves its Prometheus metrics on (``GET /metrics``, on every
+#: interface: Prometheus scrapes from elsewhere); unset: no server (see metrics.py)
+METRICS_PORT_CONFIG_KEY = "METRICS_PORT"

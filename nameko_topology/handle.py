@@ -63,6 +63,7 @@ from nameko_topology.messages import (
     DEAD_LETTER_ID_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
 )
+from nameko_topology.metrics import MetricsServer, QueueMetrics
 from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 from nameko_topology.queue_consumer import TopologyQueueConsumer
 from nameko_topology.retries import jittered, retry_queue_name
@@ -120,6 +121,7 @@ class Handle(Consumer):
     queue_consumer = TopologyQueueConsumer()
     declarer = TopologyDeclarer()
     gc_freeze = GcFreeze()
+    metrics_server = MetricsServer()
 
     def __init__(self, queue_name, batch_size=None, **kwargs):
         if batch_size is not None and batch_size < 1:
@@ -138,6 +140,7 @@ class Handle(Consumer):
         self.republisher = PublisherCore(self.container.config[AMQP_URI_CONFIG_KEY])
         self.batches = None if self.batch_size is None else CoalescedDeliveries(
             self.batch_size, spawn=self.spawn_thread, handle=self.handle_messages)
+        self.metrics = QueueMetrics(self.container.service_name, self.queue_name)
         super().setup()
 
     def spawn_thread(self, fn):
@@ -177,11 +180,13 @@ class Handle(Consumer):
         them for a batch handler, the one payload otherwise."""
         payloads = [delivery.payload for delivery in deliveries]
         try:
-            self.container.spawn_worker(
+            worker_ctx = self.container.spawn_worker(
                 self, (payloads if self.batch_size is not None else payloads[0],), {},
                 context_data=self.context_data(deliveries),
                 handle_result=partial(self.handle_result, deliveries),
             )
+            # the spawned worker has not run yet: spawning does not yield to it
+            self.metrics.started(worker_ctx)
         except ContainerBeingKilled:
             for delivery in deliveries:
                 self.queue_consumer.requeue_message(delivery.message)
@@ -215,10 +220,15 @@ class Handle(Consumer):
         check_payload(spec, payload)
         return payload
 
+    def handle_result(self, deliveries, worker_ctx, result=None, exc_info=None):
+        self.metrics.finished(worker_ctx)
+        return super().handle_result(deliveries, worker_ctx, result, exc_info)
+
     def handle_message_processed(self, deliveries, result=None, exc_info=None):
         if exc_info is None:
             for delivery in deliveries:
                 self.queue_consumer.ack_message(delivery.message)
+            self.metrics.acked.inc(len(deliveries))
         elif len(deliveries) == 1:
             self.handle_failure(deliveries[0].message, exc_info[1])
         else:
@@ -273,6 +283,7 @@ class Handle(Consumer):
                                       f"{described(exc)}", exc=exc, attempt=attempt)
         else:
             self.queue_consumer.ack_message(message)
+            self.metrics.retried.inc()
 
     def dead_letter(self, message, reason, body=None, exc=None, attempt=None):
         """Send ``message`` to the queue's dead-letter exchange with a complete failure record
@@ -284,6 +295,7 @@ class Handle(Consumer):
         """
         dead_letter = self.queue_spec.dead_letter
         self.log_dead_letter(message, reason)
+        self.metrics.dead_lettered.inc()
         if dead_letter is None:
             log.error("%s: queue %r has no dead_letter exchange; the message is dropped",
                       self, self.queue_name)

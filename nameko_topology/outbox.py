@@ -32,6 +32,7 @@ from nameko_topology.constants import (
 )
 from nameko_topology.database import database_of
 from nameko_topology.declarer import TopologyDeclarer
+from nameko_topology import metrics
 from nameko_topology.messages import (
     MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
 )
@@ -85,6 +86,7 @@ class Outbox(DependencyProvider):
     """
 
     declarer = TopologyDeclarer()
+    metrics_server = metrics.MetricsServer()
 
     def __init__(self, database="db"):
         self.database_attr = database
@@ -108,6 +110,8 @@ class Outbox(DependencyProvider):
         self._wakeups = LightQueue()
         self._stopping = False
         self._staged = WeakSet()  # worker contexts that staged a message
+        self.published = metrics.PublishedMetrics(self.container.service_name)
+        metrics.watch_outbox(self.container.service_name, self.database, table)
 
     def start(self):
         self._relay_thread = self.container.spawn_managed_thread(self._relay)
@@ -118,11 +122,13 @@ class Outbox(DependencyProvider):
         self.wake()
         self._relay_thread.wait()
         self.publisher.close()
+        metrics.unwatch_outbox(self.container.service_name)
 
     def kill(self):
         self._stopping = True
         self.wake()
         self.publisher.close()
+        metrics.unwatch_outbox(self.container.service_name)
 
     def get_dependency(self, worker_ctx):
         return _OutboxHandle(self, worker_ctx)
@@ -178,6 +184,8 @@ class Outbox(DependencyProvider):
         self._settle(confirmed=confirmed,
                      released=[row.id for row in rows if row.message_id in outcome.nacked],
                      parked=returned)
+        self.published.confirmed(row.message_type for row in rows
+                                 if row.message_id in outcome.confirmed)
         return len(confirmed)
 
     def _settle(self, confirmed, released, parked=()):

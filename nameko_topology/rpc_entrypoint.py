@@ -31,6 +31,7 @@ from nameko_topology.constants import (
 from nameko_topology.delivery import check_headers, shown
 from nameko_topology.exceptions import CONNECTION_ERRORS, InvalidMessage
 from nameko_topology.gcfreeze import GcFreeze
+from nameko_topology.metrics import MetricsServer, RpcMetrics
 from nameko_topology.queue_consumer import ResilientQueueConsumer
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,23 @@ class Rpc(nameko_rpc.Rpc):
 
     rpc_consumer = RpcConsumer()
     gc_freeze = GcFreeze()
+    metrics_server = MetricsServer()
+
+    def setup(self):
+        super().setup()
+        self.metrics = RpcMetrics(self.container.service_name, self.method_name)
+
+    def handle_message(self, body, message):
+        self.metrics.started(message)
+        try:
+            super().handle_message(body, message)
+        except BaseException:  # refused before a worker ran (bad arguments): no call to time
+            self.metrics.dropped(message)
+            raise
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        self.metrics.finished(message)
+        return super().handle_result(message, worker_ctx, result, exc_info)
 
 
 def rpc(*args, **kwargs):

@@ -8,6 +8,7 @@ from nameko.exceptions import ContainerBeingKilled
 
 from nameko_topology import Handle, PermanentError
 from nameko_topology.batching import CoalescedDeliveries
+from nameko_topology.metrics import QueueMetrics
 from nameko_topology.model import QueueSpec
 
 
@@ -99,6 +100,7 @@ def entrypoint_with(handler, batch_size=10):
     entrypoint.queue_consumer = Mock()
     entrypoint.decode = lambda message: message.payload
     entrypoint.dead_letter = Mock()
+    entrypoint.metrics = QueueMetrics("test", "order_placed_queue")
     return entrypoint
 
 

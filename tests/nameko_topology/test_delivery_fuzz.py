@@ -18,6 +18,7 @@ from nameko.messaging import HeaderEncoder
 
 from nameko_topology import Handle
 from nameko_topology.messages import ATTEMPT_HEADER, REASON_HEADER
+from nameko_topology.metrics import QueueMetrics
 from nameko_topology.model import load_topology
 from tests.nameko_topology.hostile import (
     READ_HEADERS, any_text, wire_deliveries, wire_values,
@@ -101,6 +102,7 @@ def entrypoint_with(outcome):
     entrypoint.republisher = WireRepublisher()
     entrypoint.queue_consumer = Mock()
     entrypoint.batches = None
+    entrypoint.metrics = QueueMetrics("test", "order_placed_queue")
     return entrypoint
 
 
