@@ -19,6 +19,7 @@ Routes::
     GET  /health/ready       200 once broker, services, queues and consumers are there, or 503
                              (gateway/health.py)
     GET  /openapi.json       the OpenAPI 3.1 document of these routes
+    GET  /metrics            Prometheus metrics (gateway/metrics.py), no token
 """
 import json
 import logging
@@ -31,7 +32,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import admin, health, openapi
+from gateway import admin, health, metrics, openapi
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
@@ -97,7 +98,8 @@ def create_app(config=None, rpc=None):
 
     The topology's ``OrderPlaced`` message, which a POST /order body is checked against, is
     kept on ``app.extensions["order_placed"]`` and the OpenAPI document built from it on
-    ``app.extensions["openapi"]``; the loaded topology on ``app.extensions["topology"]`` and
+    ``app.extensions["openapi"]``; the metrics (:class:`gateway.metrics.GatewayMetrics`) on
+    ``app.extensions["metrics"]``; the loaded topology on ``app.extensions["topology"]`` and
     the :class:`~nameko_topology.management.ManagementApi` that ``/health/ready`` asks about
     queues and consumers on ``app.extensions["management"]`` (tests may replace it).
 
@@ -118,13 +120,17 @@ def create_app(config=None, rpc=None):
         topology, app.config["TOPOLOGY_FILE"])
     app.extensions["order_placed"] = order_placed
     app.extensions["openapi"] = openapi.document(order_placed)
+    app_metrics = metrics.GatewayMetrics(lambda: app.extensions["management"], topology)
+    metrics.init_app(app, app_metrics)
     if rpc is None:
-        rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"])
+        rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"],
+                        observer=app_metrics.rpc_call)
     app.extensions["rpc"] = rpc
     # orders that arrive together are placed with one orders.place_orders call
     app.extensions["order_batcher"] = CallBatcher(
         rpc, "orders", "place_orders", argument="orders", result_key="order",
-        max_batch=app.config["ORDER_BATCH_MAX"], senders=app.config["ORDER_BATCH_SENDERS"])
+        max_batch=app.config["ORDER_BATCH_MAX"], senders=app.config["ORDER_BATCH_SENDERS"],
+        observe_batch=app_metrics.order_batch.observe)
     # constructed without I/O: /health/ready reads queues and consumers through it
     app.extensions["management"] = ManagementApi(
         app.config["AMQP_URI"], timeout=app.config["HEALTH_TIMEOUT"],

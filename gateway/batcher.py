@@ -34,10 +34,11 @@ class CallBatcher:
             result in each entry.
         max_batch: most calls in one batch.
         senders: batches in flight at once (one thread each).
+        observe_batch: ``observe_batch(size)`` before each batch is sent (the metrics).
     """
 
     def __init__(self, rpc, service, batch_method, argument, result_key, max_batch=100,
-                 senders=2):
+                 senders=2, observe_batch=None):
         self.rpc = rpc
         self.service = service
         self.batch_method = batch_method
@@ -45,6 +46,7 @@ class CallBatcher:
         self.result_key = result_key
         self.max_batch = max_batch
         self.senders = senders
+        self.observe_batch = observe_batch
         self._queue = deque()  # (kwargs, deadline, Future) of calls not sent yet
         self._cond = threading.Condition()
         self._threads = []
@@ -135,6 +137,8 @@ class CallBatcher:
     def _call(self, live):
         """The batch method's entries for the calls of ``live``, one per call."""
         timeout = min(deadline for _, deadline, _ in live) - time.monotonic()
+        if self.observe_batch is not None:
+            self.observe_batch(len(live))
         entries = self.rpc.call(self.service, self.batch_method, timeout=max(timeout, 0.001),
                                 **{self.argument: [kwargs for kwargs, _, _ in live]})
         if not isinstance(entries, list) or len(entries) != len(live):

@@ -165,6 +165,13 @@ _DOCUMENT = {
                 "503": _ok("not ready; the body names what is missing", _ref("Ready")),
             },
         }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics of the gateway and of the broker's queues "
+                       "(gateway/metrics.py); no token",
+            "operationId": "metrics",
+            "responses": {"200": {"description": "the Prometheus text exposition",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
         "/openapi.json": {"get": {
             "summary": "this document", "operationId": "openapi",
             "responses": {"200": _ok("the OpenAPI 3.1 document", {"type": "object"})},

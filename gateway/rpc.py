@@ -137,8 +137,10 @@ class RpcClient:
     """
 
     def __init__(self, amqp_uri, timeout=5.0, connect_timeout=2.0, max_publishers=8,
-                 heartbeat=30, name="gateway", exchange=RPC_EXCHANGE_NAME):
+                 heartbeat=30, name="gateway", exchange=RPC_EXCHANGE_NAME, observer=None):
         self.amqp_uri = amqp_uri
+        #: ``observer(service, method, exc, seconds)`` after each call (exc None: it returned)
+        self.observer = observer
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
@@ -208,6 +210,19 @@ class RpcClient:
     # calls -------------------------------------------------------------------------------
 
     def call(self, service, method, timeout=None, **kwargs):
+        """:meth:`_call`, reported to the observer (the gateway's metrics)."""
+        if self.observer is None:
+            return self._call(service, method, timeout=timeout, **kwargs)
+        started = time.perf_counter()
+        try:
+            result = self._call(service, method, timeout=timeout, **kwargs)
+        except Exception as exc:
+            self.observer(service, method, exc, time.perf_counter() - started)
+            raise
+        self.observer(service, method, None, time.perf_counter() - started)
+        return result
+
+    def _call(self, service, method, timeout=None, **kwargs):
         """Call ``service.method(**kwargs)`` and return its result.
 
         Raises :class:`UnknownService` at once if no queue is bound for the method,

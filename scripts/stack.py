@@ -86,6 +86,9 @@ class Stack:
         self.python = python
         self.config = str((self.cwd / config).resolve())
         self._procs = {}          # name -> Popen, the latest process started under that name
+        #: name -> the port the process of that name serves its Prometheus metrics on (kept
+        #: across restarts, so a scrape config stays right)
+        self.metrics_ports = {}
         self._nameko = None
 
     # -- process plumbing -------------------------------------------------------------------
@@ -160,7 +163,15 @@ class Stack:
         if self._nameko is None:
             self._nameko = _nameko_cmd(self.python)
         cmd = self._nameko + ["run", "--config", self.config, f"nameko_services.{name}"]
-        return self._spawn(instance or name, cmd, self._env())
+        env = self._env()
+        if "METRICS_PORT" not in self.env:  # a port of the caller's own is theirs to manage
+            port = self.metrics_ports.setdefault(instance or name, _free_port())
+            env["METRICS_PORT"] = str(port)
+        return self._spawn(instance or name, cmd, env)
+
+    def metrics_url(self, name):
+        """The URL of the metrics of the service process ``name``."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
 
     def stop_service(self, name, timeout=15):
         """SIGTERM (nameko stops gracefully), then SIGKILL after `timeout` seconds."""
@@ -303,6 +314,8 @@ def main():
     try:
         stack.start(timeout)
         print(f"ready: {stack.url}  (GET {stack.url}/health) -- Ctrl-C to stop", flush=True)
+        print(f"metrics: gateway {stack.url}/metrics; " + ", ".join(
+            f"{name} :{port}" for name, port in stack.metrics_ports.items()), flush=True)
         while True:
             for name, proc in list(stack._procs.items()):
                 if proc.poll() is not None:
