@@ -66,7 +66,29 @@ RPC_SECONDS = Histogram(
 MAX_COUNTED_OUTBOX_ROWS = 100_000
 
 
-class QueueMetrics:
+class _Timer:
+    """Observes, into the histogram child ``seconds``, the time from ``started(key)`` to
+    ``finished(key)``; ``dropped(key)`` forgets a start that will never finish."""
+
+    def __init__(self, seconds):
+        self._seconds = seconds
+        # an entry whose worker was killed with its container goes with the container's
+        # entrypoint, which holds this
+        self._started = {}
+
+    def started(self, key):
+        self._started[key] = perf_counter()
+
+    def finished(self, key):
+        started = self._started.pop(key, None)
+        if started is not None:
+            self._seconds.observe(perf_counter() - started)
+
+    def dropped(self, key):
+        self._started.pop(key, None)
+
+
+class QueueMetrics(_Timer):
     """The metrics of one ``@handle`` queue of a service.
 
     ``started(worker_ctx)`` when a handler's worker is spawned and ``finished(worker_ctx)``
@@ -75,42 +97,19 @@ class QueueMetrics:
     """
 
     def __init__(self, service, queue):
+        super().__init__(HANDLER_SECONDS.labels(service, queue))
         self.acked = MESSAGES.labels(service, queue, ACKED)
         self.retried = MESSAGES.labels(service, queue, RETRIED)
         self.dead_lettered = MESSAGES.labels(service, queue, DEAD_LETTERED)
-        self._seconds = HANDLER_SECONDS.labels(service, queue)
-        # a worker killed with its container never reports back: its entry goes with the
-        # container's entrypoint, which holds this
-        self._started = {}
-
-    def started(self, worker_ctx):
-        self._started[worker_ctx] = perf_counter()
-
-    def finished(self, worker_ctx):
-        started = self._started.pop(worker_ctx, None)
-        if started is not None:
-            self._seconds.observe(perf_counter() - started)
 
 
-class RpcMetrics:
+class RpcMetrics(_Timer):
     """The call-time histogram of one ``@rpc`` method: ``started(message)`` when its request
-    arrives, ``finished(message)`` once its result is known."""
+    arrives, ``finished(message)`` once its result is known, ``dropped(message)`` if it is
+    refused before a worker runs."""
 
     def __init__(self, service, method):
-        self._seconds = RPC_SECONDS.labels(service, method)
-        self._started = {}
-
-    def started(self, message):
-        self._started[message] = perf_counter()
-
-    def finished(self, message):
-        started = self._started.pop(message, None)
-        if started is not None:
-            self._seconds.observe(perf_counter() - started)
-
-    def dropped(self, message):
-        """``message`` never ran (requeued at shutdown): forget it."""
-        self._started.pop(message, None)
+        super().__init__(RPC_SECONDS.labels(service, method))
 
 
 class PublishedMetrics:
