@@ -68,6 +68,21 @@ class GatewayMetrics:
             buckets=BATCH_BUCKETS, registry=registry)
         self.queues = QueueDepthCollector(management, topology)
         registry.register(self.queues)
+        # label children by label values: a dict lookup per request instead of .labels()'s
+        # validation and locking (the label sets are bounded: rules, methods, statuses)
+        self._request_children = {}
+
+    def request(self, method, route, status, seconds):
+        """Record one answered request."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.request_seconds.labels(route))
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
 
     def rpc_call(self, service, method, exc, seconds):
         """Record one RPC call that raised ``exc`` (``None``: it returned)."""
@@ -160,12 +175,10 @@ def _start_timer():
 
 def _record_request(response):
     started = g.get("metrics_started")
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics = current_app.extensions["metrics"]
-    method = request.method if request.method in METHODS else "other"
-    metrics.requests.labels(method, route, str(response.status_code)).inc()
-    if started is not None:
-        metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+    current_app.extensions["metrics"].request(
+        request.method if request.method in METHODS else "other",
+        request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE,
+        response.status_code, None if started is None else time.perf_counter() - started)
     return response
 
 

@@ -159,6 +159,9 @@ def test_a_taken_port_fails_start_up_naming_the_key_and_port():
 
 # -- recorded by the framework, against the real broker ----------------------------------------
 
+failed_once = set()  # the order ids of "flaky" orders whose first attempt has failed
+
+
 class Counted:
     name = "counted"
     db = Database(MetaData())
@@ -168,6 +171,9 @@ class Counted:
     def on_order_placed(self, order):
         if order["item"] == "explode-permanently":
             raise PermanentError("never")
+        if order["item"] == "flaky" and order["order_id"] not in failed_once:
+            failed_once.add(order["order_id"])
+            raise RuntimeError("transient")  # retried; the second attempt is acked
 
     @rpc
     def stage(self, count):
@@ -185,12 +191,14 @@ def test_handle_rpc_and_relay_record_into_the_served_registry(
     labels = {"service": "counted", "queue": "order_placed_queue"}
     acked = value("nameko_topology_messages_total", outcome="acked", **labels)
     dead = value("nameko_topology_messages_total", outcome="dead_lettered", **labels)
+    retried = value("nameko_topology_messages_total", outcome="retried", **labels)
     runs = value("nameko_topology_handler_seconds_count", **labels)
     run_services(Counted, config={"METRICS_PORT": port})
 
     for number in range(3):
         publish("OrderPlaced", {**VALID_ORDER, "order_id": f"m-{number}"})
     publish("OrderPlaced", {**VALID_ORDER, "item": "explode-permanently"})
+    publish("OrderPlaced", {**VALID_ORDER, "order_id": "m-flaky", "item": "flaky"})
     publish_raw("orders", "order.placed", b"not json")
 
     def served(name, **sample_labels):
@@ -201,11 +209,13 @@ def test_handle_rpc_and_relay_record_into_the_served_registry(
         return 0.0
 
     wait_for(lambda: served("nameko_topology_messages_total", outcome="acked",
-                            **labels) - acked == 3, timeout=30, description="3 acked")
+                            **labels) - acked == 4, timeout=30, description="4 acked")
     wait_for(lambda: served("nameko_topology_messages_total", outcome="dead_lettered",
                             **labels) - dead == 2, timeout=30, description="2 dead-lettered")
-    # one run per message that reached the handler: the malformed one never did
-    assert served("nameko_topology_handler_seconds_count", **labels) - runs == 4
+    assert served("nameko_topology_messages_total", outcome="retried", **labels) - retried == 1
+    # one run per attempt that reached the handler (the flaky one twice); the malformed
+    # message never did
+    assert served("nameko_topology_handler_seconds_count", **labels) - runs == 6
 
     published = value("nameko_topology_published_total", service="counted",
                       message="InventoryReserved")
