@@ -21,6 +21,8 @@ FAKE_SERVICE = textwrap.dedent("""
         raise SystemExit("{name} crashed on purpose")
     with open(os.path.join(os.environ["DATA_DIR"], "{name}.pid"), "w") as f:
         f.write(str(os.getpid()))
+    with open(os.path.join(os.environ["DATA_DIR"], "{name}.metrics_port"), "w") as f:
+        f.write(os.environ.get("METRICS_PORT", ""))
 
     class Service:
         name = "{name}"
@@ -123,3 +125,29 @@ def test_paths_and_url(tmp_path):
     assert stack.url == "http://127.0.0.1:18999"
     assert stack.config == str(Path(REPO_ROOT, "config.yaml"))
     assert stack.log_dir == (tmp_path / "d" / "logs").resolve()
+
+
+def test_each_service_gets_a_metrics_port_of_its_own_kept_across_restarts(fake_root, tmp_path):
+    def port_seen(name):
+        return (tmp_path / "data" / f"{name}.metrics_port").read_text()
+
+    with make_stack(fake_root, tmp_path) as stack:
+        stack.start(timeout=30)
+        ports = dict(stack.metrics_ports)
+        assert set(ports) == {"orders", "inventory", "notifications"}
+        assert len(set(ports.values())) == 3
+        assert {name: port_seen(name) for name in ports} == {
+            name: str(port) for name, port in ports.items()}
+        assert stack.metrics_url("inventory") == f"http://127.0.0.1:{ports['inventory']}/metrics"
+        stack.kill_service("inventory")
+        stack.start_service("inventory")
+        stack.wait_service_ready("inventory", timeout=10)
+        assert port_seen("inventory") == str(ports["inventory"])
+
+
+def test_a_metrics_port_of_the_callers_is_left_as_it_is(fake_root, tmp_path):
+    with make_stack(fake_root, tmp_path, env={"METRICS_PORT": "9999"},
+                    services=("orders",)) as stack:
+        stack.start(timeout=30)
+        assert stack.metrics_ports == {}
+        assert (tmp_path / "data" / "orders.metrics_port").read_text() == "9999"
