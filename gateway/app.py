@@ -31,7 +31,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import admin, health, openapi
+from gateway import access_log, admin, health, openapi, request_id
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
@@ -62,6 +62,8 @@ def default_config():
         "SERVICES": ("orders", "inventory", "notifications"),
         "ORDER_BATCH_MAX": 100,  # most orders in one orders.place_orders call
         "ORDER_BATCH_SENDERS": 2,  # place_orders calls in flight at once (measured: 2 beats 4 and 8)
+        # one log line per request (gateway/access_log.py)
+        "ACCESS_LOG": os.environ.get("ACCESS_LOG", "false").strip().lower() in ("1", "true", "yes"),
     }
 
 
@@ -85,7 +87,8 @@ def create_app(config=None, rpc=None):
     :Parameters:
         config: a dict overriding :func:`default_config` (``AMQP_URI``, ``TOPOLOGY_FILE``,
             ``RPC_TIMEOUT``, ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``,
-            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``, ``RABBITMQ_MANAGEMENT_URL``).
+            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``, ``RABBITMQ_MANAGEMENT_URL``,
+            ``ACCESS_LOG``).
         rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
             and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
             fake. By default a real ``RpcClient`` is built; it connects on first use.
@@ -129,6 +132,8 @@ def create_app(config=None, rpc=None):
     app.extensions["management"] = ManagementApi(
         app.config["AMQP_URI"], timeout=app.config["HEALTH_TIMEOUT"],
         url=app.config["RABBITMQ_MANAGEMENT_URL"] or None)
+    request_id.init_app(app)  # first: every later hook and log line has the request's id
+    access_log.init_app(app)
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(admin.blueprint)  # /admin: off unless ADMIN_TOKEN is set
