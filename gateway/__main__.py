@@ -11,7 +11,8 @@ limit on open files less 256; more wait to be accepted), ``GATEWAY_BODY_TIMEOUT`
 a request body to arrive, default 10, else 408), ``GATEWAY_IDLE_TIMEOUT`` (seconds a
 connection may wait for, or send, the headers of its next request, default 5), ``AMQP_URI``,
 ``LOG_LEVEL`` (default INFO), ``LOG_FORMAT`` (``text``, the default, or ``json``: see
-:mod:`nameko_topology.logformat`), ``ACCESS_LOG`` (see :mod:`gateway.access_log`), ``GC_FREEZE_AT_START`` (default true: see :func:`server_app`).
+:mod:`nameko_topology.logformat`), ``ACCESS_LOG`` (see :mod:`gateway.access_log`),
+``GC_FREEZE_AT_START`` (default true: see :func:`server_app`).
 """
 import gc
 import logging

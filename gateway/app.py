@@ -7,7 +7,8 @@ reached in time gives 503, never a hang or a 500 traceback. The contract is
 
 Routes::
 
-    POST /order              orders.place_order(item, quantity, order_id, idempotency_key) -> 202
+    POST /order              orders.place_order(item, quantity, order_id, idempotency_key,
+                             correlation_id=<the request id>) -> 202
                              (sent batched as orders.place_orders: gateway/batcher.py)
     GET  /orders             orders.list_orders()
     GET  /orders/<order_id>  orders.get_order(order_id), 404 if unknown
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -63,7 +64,8 @@ def default_config():
         "ORDER_BATCH_MAX": 100,  # most orders in one orders.place_orders call
         "ORDER_BATCH_SENDERS": 2,  # place_orders calls in flight at once (measured: 2 beats 4 and 8)
         # one log line per request (gateway/access_log.py)
-        "ACCESS_LOG": os.environ.get("ACCESS_LOG", "false").strip().lower() in ("1", "true", "yes"),
+        "ACCESS_LOG": os.environ.get("ACCESS_LOG", "false").strip().lower()
+        in ("1", "true", "yes"),
     }
 
 
@@ -177,10 +179,12 @@ api = Blueprint("api", __name__)
 
 
 def call(service, method, **kwargs):
-    """Call a service; a broker or service failure becomes a 503 ApiError."""
+    """Call a service, in the request's correlation; a broker or service failure becomes a 503
+    ApiError."""
     with _unavailable_as_503(service, method):
         return current_app.extensions["rpc"].call(
-            service, method, timeout=current_app.config["RPC_TIMEOUT"], **kwargs)
+            service, method, timeout=current_app.config["RPC_TIMEOUT"],
+            context={"correlation_id": g.request_id}, **kwargs)
 
 
 @contextmanager
@@ -199,6 +203,8 @@ def place_order():
     body = _json_body()
     kwargs = validate_order(current_app.extensions["order_placed"], body,
                             request.headers.get("Idempotency-Key"))
+    # the order's own: the batch call that carries it carries others' too
+    kwargs["correlation_id"] = g.request_id
     try:
         with _unavailable_as_503("orders", "place_order"):
             order = current_app.extensions["order_batcher"].call(

@@ -65,7 +65,7 @@ from nameko_topology.messages import (
     DEAD_LETTER_ID_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
 )
-from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.correlation import CORRELATION_ID_CONTEXT_KEY
 from nameko_topology.queue_consumer import TopologyQueueConsumer
 from nameko_topology.retries import jittered, retry_queue_name
 
@@ -128,7 +128,7 @@ class Handle(Consumer):
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         self.queue_name = queue_name
         self.batch_size = batch_size
-        self._worker_messages = WeakKeyDictionary()
+        self._worker_deliveries = WeakKeyDictionary()
         super().__init__(queue=None, **kwargs)
 
     def setup(self):
@@ -144,8 +144,9 @@ class Handle(Consumer):
         super().setup()
 
     def deliveries_of(self, worker_ctx):
-        """The AMQP messages that the worker of ``worker_ctx`` handles (one, or a batch's)."""
-        return self._worker_messages.get(worker_ctx, ())
+        """The :class:`Delivery` (AMQP message and payload) of each message that the worker of
+        ``worker_ctx`` handles: one, or a batch's."""
+        return self._worker_deliveries.get(worker_ctx, ())
 
     def spawn_thread(self, fn):
         """Run ``fn`` in a managed thread: it is killed with the container, as workers are."""
@@ -191,8 +192,7 @@ class Handle(Consumer):
                 handle_result=partial(self.handle_result, deliveries),
             )
             # before the worker's greenthread first runs: spawning does not yield
-            self._worker_messages[worker_ctx] = tuple(
-                delivery.message for delivery in deliveries)
+            self._worker_deliveries[worker_ctx] = deliveries
         except ContainerBeingKilled:
             for delivery in deliveries:
                 self.queue_consumer.requeue_message(delivery.message)

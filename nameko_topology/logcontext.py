@@ -14,8 +14,7 @@ from weakref import WeakKeyDictionary
 
 from nameko.extensions import DependencyProvider
 
-from nameko_topology.delivery import is_short_string
-from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.correlation import CORRELATION_ID_CONTEXT_KEY, usable
 
 _NO_FIELDS = MappingProxyType({})
 _fields = ContextVar("nameko_topology_log_fields", default=_NO_FIELDS)
@@ -57,9 +56,9 @@ def log_context(**fields):
 
 def message_fields(message):
     """The log fields of an AMQP ``message``: its ``message_id`` and ``correlation_id``, those
-    that are strings AMQP can carry (a hostile delivery's may be anything)."""
+    that are strings of a usable length (a hostile delivery's may be anything)."""
     return {name: message.properties[name] for name in ("message_id", "correlation_id")
-            if is_short_string(message.properties.get(name))}
+            if usable(message.properties.get(name))}
 
 
 def current_fields():
@@ -88,12 +87,11 @@ class WorkerLogContext(DependencyProvider):
 
     def worker_setup(self, worker_ctx):
         fields = {"service": worker_ctx.service_name}
-        if is_short_string(worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY)):
-            fields[CORRELATION_ID_CONTEXT_KEY] = worker_ctx.data[CORRELATION_ID_CONTEXT_KEY]
+        fields["correlation_id"] = usable(worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY))
         deliveries_of = getattr(worker_ctx.entrypoint, "deliveries_of", None)
-        messages = deliveries_of(worker_ctx) if deliveries_of is not None else ()
-        if len(messages) == 1:
-            fields.update(message_fields(messages[0]))
+        deliveries = deliveries_of(worker_ctx) if deliveries_of is not None else ()
+        if len(deliveries) == 1:
+            fields.update(message_fields(deliveries[0].message))
         self._tokens[worker_ctx] = bind_fields(**fields)
 
     def worker_teardown(self, worker_ctx):

@@ -70,3 +70,8 @@ def test_the_access_log_is_off_unless_configured(rpc, caplog):
     with caplog.at_level(logging.INFO, logger="gateway.access"):
         client_of(rpc).get("/inventory")
     assert not [record for record in caplog.records if record.name == "gateway.access"]
+
+
+def test_every_call_carries_the_request_id_as_its_correlation_id(rpc):
+    client_of(rpc).get("/inventory", headers={HEADER: "req-7"})
+    assert rpc.contexts == [{"correlation_id": "req-7"}]
