@@ -10,10 +10,13 @@ Environment: ``PORT`` (default 8080), ``GATEWAY_THREADS`` (threads running reque
 limit on open files less 256; more wait to be accepted), ``GATEWAY_BODY_TIMEOUT`` (seconds for
 a request body to arrive, default 10, else 408), ``GATEWAY_IDLE_TIMEOUT`` (seconds a
 connection may wait for, or send, the headers of its next request, default 5), ``AMQP_URI``,
-``LOG_LEVEL`` (default INFO), ``GC_FREEZE_AT_START`` (default true: see :func:`server_app`).
+``LOG_LEVEL`` (default INFO), ``LOG_FORMAT`` (``text``, the default, or ``json``: see
+:mod:`nameko_topology.logformat`), ``ACCESS_LOG`` (see :mod:`gateway.access_log`),
+``GC_FREEZE_AT_START`` (default true: see :func:`server_app`).
 """
 import gc
 import logging
+import logging.config
 import os
 import resource
 
@@ -28,15 +31,18 @@ from nameko_topology.uris import redact
 
 log = logging.getLogger("gateway")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def logging_config(level):
-    """The worker's logging: everything at ``level`` and above to stderr, Granian's own too."""
+def logging_config(level, log_format="text"):
+    """The logging of both gateway processes: everything at ``level`` and above to stderr, in
+    ``log_format`` (``LOG_FORMAT``), Granian's own too."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": {"format": LOG_FORMAT}},
+        "formatters": {"default": {"()": "nameko_topology.logformat.formatter",
+                                   "log_format": log_format, "text_format": TEXT_FORMAT,
+                                   "service": "gateway"}},
         "handlers": {"console": {"class": "logging.StreamHandler",
                                  "stream": "ext://sys.stderr", "formatter": "default"}},
         "root": {"level": level, "handlers": ["console"]},
@@ -87,7 +93,8 @@ def connections_allowed(wanted):
 
 def main():
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    log_config = logging_config(level, os.environ.get("LOG_FORMAT", "text"))
+    logging.config.dictConfig(log_config)
     port = setting("PORT", 8080)
     wanted = setting("GATEWAY_CONNECTION_LIMIT", 10000)
     idle_timeout = setting("GATEWAY_IDLE_TIMEOUT", 5, float)
@@ -113,7 +120,7 @@ def main():
         http1_settings=HTTP1Settings(header_read_timeout=int(idle_timeout * 1000)),
         # Granian holds a backpressure slot per open connection, not per request: a limit of
         # `threads` would leave client number threads+1 unserved until another leaves
-        backpressure=connection_limit, log_dictconfig=logging_config(level),
+        backpressure=connection_limit, log_dictconfig=log_config,
     ).serve()
     log.info("gateway stopped")
 

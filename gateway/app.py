@@ -7,7 +7,8 @@ reached in time gives 503, never a hang or a 500 traceback. The contract is
 
 Routes::
 
-    POST /order              orders.place_order(item, quantity, order_id, idempotency_key) -> 202
+    POST /order              orders.place_order(item, quantity, order_id, idempotency_key,
+                             correlation_id=<the request id>) -> 202
                              (sent batched as orders.place_orders: gateway/batcher.py)
     GET  /orders             orders.list_orders()
     GET  /orders/<order_id>  orders.get_order(order_id), 404 if unknown
@@ -28,11 +29,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import admin, health, metrics, openapi
+from gateway import access_log, admin, health, metrics, openapi, request_id
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
@@ -63,6 +64,9 @@ def default_config():
         "SERVICES": ("orders", "inventory", "notifications"),
         "ORDER_BATCH_MAX": 100,  # most orders in one orders.place_orders call
         "ORDER_BATCH_SENDERS": 2,  # place_orders calls in flight at once (measured: 2 beats 4 and 8)
+        # one log line per request (gateway/access_log.py)
+        "ACCESS_LOG": os.environ.get("ACCESS_LOG", "false").strip().lower()
+        in ("1", "true", "yes"),
     }
 
 
@@ -86,7 +90,8 @@ def create_app(config=None, rpc=None):
     :Parameters:
         config: a dict overriding :func:`default_config` (``AMQP_URI``, ``TOPOLOGY_FILE``,
             ``RPC_TIMEOUT``, ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``,
-            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``, ``RABBITMQ_MANAGEMENT_URL``).
+            ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``, ``RABBITMQ_MANAGEMENT_URL``,
+            ``ACCESS_LOG``).
         rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
             and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
             fake. By default a real ``RpcClient`` is built; it connects on first use.
@@ -121,7 +126,6 @@ def create_app(config=None, rpc=None):
     app.extensions["order_placed"] = order_placed
     app.extensions["openapi"] = openapi.document(order_placed)
     app_metrics = metrics.GatewayMetrics(lambda: app.extensions["management"], topology)
-    metrics.init_app(app, app_metrics)
     if rpc is None:
         rpc = RpcClient(app.config["AMQP_URI"], timeout=app.config["RPC_TIMEOUT"],
                         observer=app_metrics.rpc_call)
@@ -135,6 +139,9 @@ def create_app(config=None, rpc=None):
     app.extensions["management"] = ManagementApi(
         app.config["AMQP_URI"], timeout=app.config["HEALTH_TIMEOUT"],
         url=app.config["RABBITMQ_MANAGEMENT_URL"] or None)
+    request_id.init_app(app)  # first: every later hook and log line has the request's id
+    access_log.init_app(app)
+    metrics.init_app(app, app_metrics)  # times and counts every request; GET /metrics
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(admin.blueprint)  # /admin: off unless ADMIN_TOKEN is set
@@ -178,10 +185,12 @@ api = Blueprint("api", __name__)
 
 
 def call(service, method, **kwargs):
-    """Call a service; a broker or service failure becomes a 503 ApiError."""
+    """Call a service, in the request's correlation; a broker or service failure becomes a 503
+    ApiError."""
     with _unavailable_as_503(service, method):
         return current_app.extensions["rpc"].call(
-            service, method, timeout=current_app.config["RPC_TIMEOUT"], **kwargs)
+            service, method, timeout=current_app.config["RPC_TIMEOUT"],
+            context={"correlation_id": g.request_id}, **kwargs)
 
 
 @contextmanager
@@ -200,6 +209,8 @@ def place_order():
     body = _json_body()
     kwargs = validate_order(current_app.extensions["order_placed"], body,
                             request.headers.get("Idempotency-Key"))
+    # the order's own: the batch call that carries it carries others' too
+    kwargs["correlation_id"] = g.request_id
     try:
         with _unavailable_as_503("orders", "place_order"):
             order = current_app.extensions["order_batcher"].call(

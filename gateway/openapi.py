@@ -179,6 +179,12 @@ _DOCUMENT = {
     },
 }
 
+_CORRELATION_ID = {
+    "type": ["string", "null"],
+    "description": "the X-Request-ID of the POST /order that placed the order (null for an "
+                   "order stored before correlation ids were)",
+}
+
 _SCHEMAS = {
     "Error": {
         "type": "object", "required": ["error"], "additionalProperties": False,
@@ -188,7 +194,8 @@ _SCHEMAS = {
     },
     "Order": {
         "type": "object",
-        "required": ["order_id", "item", "quantity", "status", "reason", "created_at"],
+        "required": ["order_id", "item", "quantity", "status", "reason", "correlation_id",
+                     "created_at"],
         "additionalProperties": False,
         "properties": {
             "order_id": {"type": "string"},
@@ -196,12 +203,14 @@ _SCHEMAS = {
             "quantity": {"type": "integer"},
             "status": {"enum": ["PENDING", "CONFIRMED", "REJECTED"]},
             "reason": {"type": ["string", "null"], "description": "why it was REJECTED"},
+            "correlation_id": _CORRELATION_ID,
             "created_at": {"type": "number", "description": "seconds since the epoch"},
         },
     },
     "Notification": {
         "type": "object",
-        "required": ["id", "order_id", "kind", "item", "quantity", "message", "created_at"],
+        "required": ["id", "order_id", "kind", "item", "quantity", "message", "correlation_id",
+                     "created_at"],
         "additionalProperties": False,
         "properties": {
             "id": {"type": "integer"},
@@ -210,6 +219,7 @@ _SCHEMAS = {
             "item": {"type": "string"},
             "quantity": {"type": "integer"},
             "message": {"type": "string"},
+            "correlation_id": _CORRELATION_ID,
             "created_at": {"type": "number"},
         },
     },

@@ -222,8 +222,11 @@ class RpcClient:
         self.observer(service, method, None, time.perf_counter() - started)
         return result
 
-    def _call(self, service, method, timeout=None, **kwargs):
+    def _call(self, service, method, timeout=None, context=None, **kwargs):
         """Call ``service.method(**kwargs)`` and return its result.
+
+        ``context`` is the call's nameko context data (``{"correlation_id": ...}``), sent as
+        ``nameko.``-prefixed headers: the service's worker has it as its context data.
 
         Raises :class:`UnknownService` at once if no queue is bound for the method,
         :class:`RpcTimeout` if no reply came within ``timeout`` (default: the client's),
@@ -246,7 +249,7 @@ class RpcClient:
             # so every registered call is either answered or failed by that sweep.
             self._pending[correlation_id] = future
         try:
-            self._publish(target, body, correlation_id, deadline)
+            self._publish(target, body, correlation_id, deadline, context)
             try:
                 reply = future.result(timeout=_remaining(deadline))
             except FutureTimeout:
@@ -276,7 +279,9 @@ class RpcClient:
                 raise ServiceUnavailable("broker unavailable: {}".format(
                     self._broker_error or "not connected after {:g}s".format(timeout)))
 
-    def _publish(self, target, body, correlation_id, deadline):
+    def _publish(self, target, body, correlation_id, deadline, context=None):
+        headers = {f"nameko.{key}": value for key, value in (context or {}).items()}
+        headers["nameko.call_id_stack"] = ["{}.call.{}".format(self.name, correlation_id)]
         if not self._publisher_slots.acquire(timeout=_remaining(deadline)):
             raise RpcTimeout("no free publisher connection for {}".format(target))
         try:
@@ -295,8 +300,7 @@ class RpcClient:
                         # service comes back). Persistence would only slow the confirm.
                         delivery_mode=NON_PERSISTENT,
                         expiration=max(_remaining(deadline), 0.001),
-                        headers={"nameko.call_id_stack": [
-                            "{}.call.{}".format(self.name, correlation_id)]})
+                        headers=headers)
                 except socket.timeout:  # OSError subclass; the confirm did not come in time
                     publisher.close(broken=True)
                     raise RpcTimeout("no publish confirm for {} in time".format(target))

@@ -1,5 +1,6 @@
 """The inventory service: reserves stock for each placed order, exactly once per order."""
 import json
+import logging
 import os
 import time
 from itertools import groupby
@@ -12,8 +13,13 @@ from sqlalchemy.exc import IntegrityError
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_topology import Database, HealthCheck, Outbox, handle, insert_once, rpc
+from nameko_topology import (
+    Correlation, Database, HealthCheck, Outbox, handle, insert_once, rpc,
+)
 from nameko_topology.database import database_of
+from nameko_topology.logcontext import log_context
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -114,6 +120,7 @@ class InventoryService(HealthCheck):
     db = Database(metadata)
     outbox = Outbox("db")
     initial_stock = InitialStock("db")
+    correlation = Correlation()
 
     @handle("order_placed_queue", batch_size=HANDLER_BATCH_SIZE,
             expected_exceptions=_ProcessedMeanwhile)
@@ -146,16 +153,24 @@ class InventoryService(HealthCheck):
     def _reserve(self, connection, orders):
         """Take each order's stock or find why not, stage the outcome events and record the
         orders in the inbox: a few statements for the whole batch."""
-        reserved, failed = [], []
+        reserved, failed = [], []  # (order, event) pairs
         for item, item_orders in groupby(orders, key=lambda order: order["item"]):
             self._take_stock(connection, item, list(item_orders), reserved, failed)
-        self.outbox.add_many(connection, "InventoryReserved", reserved)
-        self.outbox.add_many(connection, "InventoryFailed", failed)
+        # each event carries the correlation id of the order it answers: its cause
+        self.outbox.add_many(connection, "InventoryReserved", [event for _, event in reserved],
+                             causes=[order for order, _ in reserved])
+        self.outbox.add_many(connection, "InventoryFailed", [event for _, event in failed],
+                             causes=[order for order, _ in failed])
+        if log.isEnabledFor(logging.DEBUG):
+            for order, event in reserved + failed:
+                with log_context(order_id=order["order_id"],
+                                 correlation_id=self.correlation(order)):
+                    log.debug("order %s", event.get("reason") or "reserved")
         now = time.time()
         inbox = [{"order_id": event["order_id"], "outcome": "reserved", "reason": None,
-                  "processed_at": now} for event in reserved]
+                  "processed_at": now} for _, event in reserved]
         inbox += [{"order_id": event["order_id"], "outcome": "failed",
-                   "reason": event["reason"], "processed_at": now} for event in failed]
+                   "reason": event["reason"], "processed_at": now} for _, event in failed]
         # The inbox rows go in last, in the same transaction: if another instance committed
         # one of these orders since the lookup, its row is there and the batch rolls back.
         if not inbox:
@@ -166,8 +181,8 @@ class InventoryService(HealthCheck):
             raise _ProcessedMeanwhile(str(exc.orig)) from None
 
     def _take_stock(self, connection, item, orders, reserved, failed):
-        """Reserve ``item`` for ``orders`` in their order; append each one's event to
-        ``reserved`` or ``failed``.
+        """Reserve ``item`` for ``orders`` in their order; append each one's ``(order, event)``
+        to ``reserved`` or ``failed``.
 
         Usually the stock covers them all, and one UPDATE takes it for all of them; otherwise
         each order tries alone, and those the stock cannot cover fail.
@@ -178,20 +193,20 @@ class InventoryService(HealthCheck):
             remaining = taken.quantity + total
             for order in orders:
                 remaining -= order["quantity"]
-                reserved.append(_event(order, remaining=remaining))
+                reserved.append((order, _event(order, remaining=remaining)))
             return
         for order in orders:
             taken = connection.execute(
                 RESERVE, {"want_item": item, "want_quantity": order["quantity"]}).first()
             if taken is not None:
-                reserved.append(_event(order, remaining=taken.quantity))
+                reserved.append((order, _event(order, remaining=taken.quantity)))
                 continue
             known = connection.execute(
                 select(stock.c.quantity).where(stock.c.item == item)).first()
-            failed.append(_event(order, reason=(
+            failed.append((order, _event(order, reason=(
                 f"unknown item {item!r}" if known is None else
                 f"insufficient stock for {item!r}: {known.quantity} left, "
-                f"{order['quantity']} requested")))
+                f"{order['quantity']} requested"))))
 
     @rpc
     def get_inventory(self):

@@ -1,11 +1,16 @@
 """The notifications service: records one notice per order outcome."""
+import logging
 import time
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
-from nameko_topology import Database, HealthCheck, handle, insert_each_once, rpc
+from nameko_topology import Correlation, Database, HealthCheck, handle, insert_each_once, rpc
+from nameko_topology.logcontext import log_context
+from nameko_topology.messages import MAX_CORRELATION_ID_LENGTH
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -17,6 +22,8 @@ notifications = Table(
     Column("item", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("message", TruncatedString(1000), nullable=False),
+    # that of the event, and so of the order's request
+    Column("correlation_id", String(MAX_CORRELATION_ID_LENGTH)),
     Column("created_at", Float, nullable=False),
     # the inbox: a redelivered event finds its notice already there
     UniqueConstraint("order_id", "kind", name="notifications_one_per_order_and_kind"),
@@ -29,6 +36,7 @@ class NotificationsService(HealthCheck):
     name = "notifications"
 
     db = Database(metadata)
+    correlation = Correlation()
 
     @handle("inventory_reserved_queue", batch_size=HANDLER_BATCH_SIZE)
     def on_inventory_reserved(self, events):
@@ -47,11 +55,16 @@ class NotificationsService(HealthCheck):
         """Record each ``(event, message)`` of ``notices`` unless its order has a notice of
         ``kind`` already, all in one transaction."""
         now = time.time()
+        rows = [{"order_id": event["order_id"], "kind": kind, "item": event["item"],
+                 "quantity": event["quantity"], "message": message,
+                 "correlation_id": self.correlation(event), "created_at": now}
+                for event, message in notices]
         with self.db.transaction() as connection:
-            insert_each_once(connection, notifications, [
-                {"order_id": event["order_id"], "kind": kind, "item": event["item"],
-                 "quantity": event["quantity"], "message": message, "created_at": now}
-                for event, message in notices])
+            insert_each_once(connection, notifications, rows)
+        if log.isEnabledFor(logging.DEBUG):
+            for row in rows:
+                with log_context(order_id=row["order_id"], correlation_id=row["correlation_id"]):
+                    log.debug("%s recorded", kind)
 
     @rpc
     def list_notifications(self, after=0, limit=None):
@@ -66,5 +79,6 @@ class NotificationsService(HealthCheck):
             rows = connection.execute(query).all()
         return [{"id": row.id, "order_id": row.order_id, "kind": row.kind, "item": row.item,
                  "quantity": row.quantity, "message": row.message,
-                 "created_at": row.created_at} for row in rows]
+                 "correlation_id": row.correlation_id, "created_at": row.created_at}
+                for row in rows]
 

@@ -11,8 +11,11 @@ from nameko.exceptions import serialize
 from nameko_services import HANDLER_BATCH_SIZE
 from nameko_services.columns import TruncatedString
 from nameko_topology import (
-    Database, HealthCheck, InvalidMessage, Outbox, handle, insert_once, rpc,
+    Correlation, Database, HealthCheck, InvalidMessage, Outbox, handle, insert_once, rpc,
 )
+from nameko_topology.correlation import usable
+from nameko_topology.logcontext import log_context
+from nameko_topology.messages import MAX_CORRELATION_ID_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ orders = Table(
     Column("status", String(20), nullable=False),
     Column("reason", TruncatedString(500)),
     Column("idempotency_key", String(200), unique=True),
+    # the request's (X-Request-ID): every message and log line about the order carries it
+    Column("correlation_id", String(MAX_CORRELATION_ID_LENGTH)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -60,16 +65,20 @@ class OrdersService(HealthCheck):
 
     db = Database(metadata)
     outbox = Outbox("db")
+    correlation = Correlation()
 
     @rpc
-    def place_order(self, item, quantity, order_id=None, idempotency_key=None):
+    def place_order(self, item, quantity, order_id=None, idempotency_key=None,
+                    correlation_id=None):
         """Store a PENDING order and publish OrderPlaced; return the order.
 
         Placing the same order again (same ``order_id`` or ``idempotency_key``, same item and
-        quantity) returns the stored order and publishes nothing.
+        quantity) returns the stored order and publishes nothing. ``correlation_id`` (default:
+        the call's) is stored with the order and carried by its OrderPlaced.
         """
         outcome, = self._place([{"item": item, "quantity": quantity, "order_id": order_id,
-                                 "idempotency_key": idempotency_key}])
+                                 "idempotency_key": idempotency_key,
+                                 "correlation_id": correlation_id}])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -78,6 +87,7 @@ class OrdersService(HealthCheck):
     def place_orders(self, orders):
         """:meth:`place_order` for each dict of its arguments in ``orders``, in one transaction.
 
+        Each order keeps its own ``correlation_id``: the gateway sends each request's.
         Returns one entry per order, in order: ``{"order": ...}``, or ``{"error": ...}`` (an
         exception serialised as nameko serialises an RPC error) for an order refused on its
         own (a conflicting id, a payload that breaks OrderPlaced); the others go ahead. The
@@ -115,8 +125,13 @@ class OrdersService(HealthCheck):
             # usually every order is new: one INSERT for the orders, one for their events
             with self.db.transaction() as connection:
                 connection.execute(INSERT_ORDERS, [order for _, order, _ in new])
-                self.outbox.add_many(connection, "OrderPlaced", [placed for _, _, placed in new])
+                self.outbox.add_many(connection, "OrderPlaced", [placed for _, _, placed in new],
+                                     correlation_ids=[order["correlation_id"]
+                                                      for _, order, _ in new])
             for index, order, _ in new:
+                with log_context(order_id=order["order_id"],
+                                 correlation_id=order["correlation_id"]):
+                    log.debug("order placed: %s x %s", order["quantity"], order["item"])
                 outcomes[index] = _as_dict(order)
             return
         except IntegrityError:
@@ -153,12 +168,14 @@ class OrdersService(HealthCheck):
         except OrderConflict as exc:
             return exc
 
-    def _new_order(self, now, item, quantity, order_id=None, idempotency_key=None):
+    def _new_order(self, now, item, quantity, order_id=None, idempotency_key=None,
+                   correlation_id=None):
         """The row of a new order and its OrderPlaced payload; InvalidMessage if that payload
         is not a valid OrderPlaced."""
         order = {
             "order_id": order_id or new_order_id(), "item": item, "quantity": quantity,
             "status": PENDING, "reason": None, "idempotency_key": idempotency_key,
+            "correlation_id": usable(correlation_id) or self.correlation(),
             "created_at": now, "updated_at": now,
         }
         placed = {"order_id": order["order_id"], "item": item, "quantity": quantity}
@@ -171,7 +188,8 @@ class OrdersService(HealthCheck):
         if not insert_once(connection, orders, **order):
             return _as_dict(_existing(connection, order["order_id"], order["idempotency_key"],
                                       order["item"], order["quantity"]))
-        self.outbox.add(connection, "OrderPlaced", placed)
+        self.outbox.add(connection, "OrderPlaced", placed,
+                        correlation_id=order["correlation_id"])
         return _as_dict(order)
 
     @rpc
@@ -205,7 +223,7 @@ class OrdersService(HealthCheck):
                 for order_id, status, reason in outcomes])
 
 
-PLACE_ORDER_ARGUMENTS = {"item", "quantity", "order_id", "idempotency_key"}
+PLACE_ORDER_ARGUMENTS = {"item", "quantity", "order_id", "idempotency_key", "correlation_id"}
 
 
 def _check_arguments(request):

@@ -5,6 +5,7 @@ extensions that use it.
 - :class:`MessagePublisher`: dependency publishing a declared message type, confirmed
 - :class:`Outbox`: dependency staging messages in the service's database transaction
 - :class:`Database`: dependency giving the service its own SQL database
+- :class:`Correlation`: dependency giving the correlation id of what a handler received
 - :func:`rpc`: nameko's RPC entrypoint, surviving a broker lost mid-call
 - :func:`load_topology`: read and validate a ``topology.yaml``
 
@@ -20,6 +21,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated",
                         module=r"nameko(_topology)?\.")
 
 from nameko_topology.handle import Handle, handle  # noqa: E402
+from nameko_topology.correlation import Correlation
 from nameko_topology.database import Database, insert_each_once, insert_once
 from nameko_topology.declarer import TopologyDeclarer, declare_topology
 from nameko_topology.exceptions import (
@@ -32,7 +34,7 @@ from nameko_topology.publisher import MessagePublisher
 from nameko_topology.rpc_entrypoint import Rpc, rpc
 
 __all__ = [
-    "Database", "Handle", "HealthCheck", "InvalidMessage", "MessagePublisher", "Outbox", "PermanentError",
+    "Correlation", "Database", "Handle", "HealthCheck", "InvalidMessage", "MessagePublisher", "Outbox", "PermanentError",
     "Rpc", "Topology", "TopologyDeclarer", "TopologyError", "TopologyMismatch",
     "declare_topology", "handle", "insert_each_once", "insert_once", "load_topology", "rpc",
 ]

@@ -41,6 +41,7 @@ import logging
 import sqlite3
 from collections import namedtuple
 from functools import partial
+from weakref import WeakKeyDictionary
 
 from nameko.amqp.publish import Publisher as PublisherCore
 from nameko.exceptions import ContainerBeingKilled
@@ -59,12 +60,13 @@ from nameko_topology.failures import (
     MAX_REASON_LENGTH, dead_letter_headers, described, retry_headers,
 )
 from nameko_topology.gcfreeze import GcFreeze
+from nameko_topology.logcontext import log_context, message_fields
 from nameko_topology.messages import (
     DEAD_LETTER_ID_HEADER, JSON_CONTENT_TYPE, ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER, check_payload, decode_body, max_message_bytes,
 )
+from nameko_topology.correlation import CORRELATION_ID_CONTEXT_KEY
 from nameko_topology.metrics import MetricsServer, QueueMetrics
-from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
 from nameko_topology.queue_consumer import TopologyQueueConsumer
 from nameko_topology.retries import jittered, retry_queue_name
 
@@ -128,6 +130,7 @@ class Handle(Consumer):
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         self.queue_name = queue_name
         self.batch_size = batch_size
+        self._worker_deliveries = WeakKeyDictionary()
         super().__init__(queue=None, **kwargs)
 
     def setup(self):
@@ -142,6 +145,11 @@ class Handle(Consumer):
             self.batch_size, spawn=self.spawn_thread, handle=self.handle_messages)
         self.metrics = QueueMetrics(self.container.service_name, self.queue_name)
         super().setup()
+
+    def deliveries_of(self, worker_ctx):
+        """The :class:`Delivery` (AMQP message and payload) of each message that the worker of
+        ``worker_ctx`` handles: one, or a batch's."""
+        return self._worker_deliveries.get(worker_ctx, ())
 
     def spawn_thread(self, fn):
         """Run ``fn`` in a managed thread: it is killed with the container, as workers are."""
@@ -169,7 +177,8 @@ class Handle(Consumer):
         except InvalidMessage as exc:
             self.dead_letter(message, f"invalid message: {exc}")
         except Exception as exc:  # the last line of defence: a check that itself failed
-            log.exception("%s: checking a message failed", self)
+            with log_context(**message_fields(message)):
+                log.exception("%s: checking a message failed", self)
             # a bug, not an input: its traceback goes with the record
             self.dead_letter(message, f"invalid message: checking it failed: {described(exc)}",
                              exc=exc)
@@ -185,7 +194,8 @@ class Handle(Consumer):
                 context_data=self.context_data(deliveries),
                 handle_result=partial(self.handle_result, deliveries),
             )
-            # the spawned worker has not run yet: spawning does not yield to it
+            # before the worker's greenthread first runs: spawning does not yield
+            self._worker_deliveries[worker_ctx] = deliveries
             self.metrics.started(worker_ctx)
         except ContainerBeingKilled:
             for delivery in deliveries:
@@ -293,6 +303,11 @@ class Handle(Consumer):
         handler raised (None for a message refused before it: no exception headers);
         ``attempt`` the attempt that failed (default: the message's, as the retries count).
         """
+        # its lines carry the message's ids, also when no worker of its own has bound them
+        with log_context(**message_fields(message)):
+            self._dead_letter(message, reason, body, exc, attempt)
+
+    def _dead_letter(self, message, reason, body, exc, attempt):
         dead_letter = self.queue_spec.dead_letter
         self.log_dead_letter(message, reason)
         self.metrics.dead_lettered.inc()

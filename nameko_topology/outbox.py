@@ -36,7 +36,7 @@ from nameko_topology import metrics
 from nameko_topology.messages import (
     MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
 )
-from nameko_topology.publisher import CORRELATION_ID_CONTEXT_KEY
+from nameko_topology.correlation import correlation_id_of, usable
 
 log = logging.getLogger(__name__)
 
@@ -227,17 +227,27 @@ class _OutboxHandle:
         :meth:`add` would refuse, found before anything is written."""
         check_payload(self._outbox.declarer.topology.message(message_type), payload)
 
-    def add(self, connection, message_type, payload, message_id=None):
+    def add(self, connection, message_type, payload, message_id=None, correlation_id=None,
+            cause=None):
         """Stage ``payload`` as a ``message_type`` message in ``connection``'s transaction.
 
-        Returns the message id (the event id downstream consumers see).
+        Its correlation id is ``correlation_id`` if given, else that of ``cause``, the payload
+        (of those a batch handler received) that this message follows from, else the worker's
+        own (see :mod:`~nameko_topology.correlation`). Returns the message id (the event id
+        downstream consumers see).
         """
-        message_id, = self.add_many(connection, message_type, [payload],
-                                    message_ids=None if message_id is None else [message_id])
+        message_id, = self.add_many(
+            connection, message_type, [payload],
+            message_ids=None if message_id is None else [message_id],
+            correlation_ids=None if correlation_id is None else [correlation_id],
+            causes=None if cause is None else [cause])
         return message_id
 
-    def add_many(self, connection, message_type, payloads, message_ids=None):
+    def add_many(self, connection, message_type, payloads, message_ids=None,
+                 correlation_ids=None, causes=None):
         """:meth:`add` for each of ``payloads``, in one statement; returns their message ids.
+        ``message_ids``, ``correlation_ids`` and ``causes``, when given, hold one entry (or
+        ``None``) per payload.
 
         A handler of a batch stages its batch's events this way: an INSERT per event costs
         more than the event's own share of one ``executemany``.
@@ -246,12 +256,16 @@ class _OutboxHandle:
             return []
         outbox, worker_ctx = self._outbox, self._worker_ctx
         spec = outbox.declarer.topology.message(message_type)
-        correlation_id = worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY)
+        own = correlation_id_of(worker_ctx)
+        none = [None] * len(payloads)
         now = time.time()
         rows = []
-        for payload, message_id in zip(payloads, message_ids or [None] * len(payloads)):
+        for payload, message_id, correlation_id, cause in zip(
+                payloads, message_ids or none, correlation_ids or none, causes or none):
             message = outgoing(spec, payload, message_id=message_id,
-                               correlation_id=correlation_id,
+                               correlation_id=(usable(correlation_id)
+                                               or (own if cause is None
+                                                   else correlation_id_of(worker_ctx, cause))),
                                max_bytes=outbox.max_message_bytes)
             rows.append({
                 "message_id": message["message_id"], "message_type": message_type,

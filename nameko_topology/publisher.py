@@ -4,10 +4,9 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import HeaderEncoder
 
 from nameko_topology.constants import AMQP_URI_CONFIG_KEY
+from nameko_topology.correlation import correlation_id_of
 from nameko_topology.declarer import TopologyDeclarer
 from nameko_topology.messages import max_message_bytes, outgoing
-
-CORRELATION_ID_CONTEXT_KEY = "correlation_id"
 
 
 class MessagePublisher(DependencyProvider, HeaderEncoder):
@@ -47,7 +46,7 @@ class MessagePublisher(DependencyProvider, HeaderEncoder):
         def publish(message_type, payload, message_id=None, correlation_id=None):
             message = outgoing(
                 topology.message(message_type), payload, message_id=message_id,
-                correlation_id=correlation_id or worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY),
+                correlation_id=correlation_id or correlation_id_of(worker_ctx),
                 max_bytes=self.max_message_bytes,
             )
             self.publisher.publish(message.pop("body"), headers=headers, **message)

@@ -38,6 +38,18 @@ _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _live_stacks = weakref.WeakSet()
 
 
+NAMEKO_CLI_WARNINGS = "ignore::Warning:nameko.cli.commands"
+
+
+def banner(env, text):
+    """The line the stack writes to a process's log before starting it: JSON when the process
+    writes JSON lines (``LOG_FORMAT=json``), so that every line of the file parses."""
+    if (env.get("LOG_FORMAT") or "").strip().lower() == "json":
+        return json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "level": "INFO",
+                           "logger": "scripts.stack", "message": text}) + "\n"
+    return f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n"
+
+
 class StackError(RuntimeError):
     pass
 
@@ -103,6 +115,9 @@ class Stack:
     def _env(self):
         env = dict(os.environ)
         env.update(AMQP_URI=self.amqp_uri, DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
+        # nameko's CLI imports eventlet, which warns, before any logging is configured: a bare
+        # line in what may be a JSON log (the Dockerfile sets the same)
+        env.setdefault("PYTHONWARNINGS", NAMEKO_CLI_WARNINGS)
         env.update(self.env)
         return env
 
@@ -111,8 +126,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(name), "ab") as log:  # append: restarts keep the history
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
-                      f"{' '.join(cmd)}\n".encode())
+            log.write(banner(env, f"starting: {' '.join(cmd)}").encode())
             log.flush()
             # A session of its own: a Ctrl-C meant for the parent does not reach the child
             # (stop() shuts it down in order instead) and killpg() reaches all its children.

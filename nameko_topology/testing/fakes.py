@@ -33,14 +33,17 @@ class FakeOutbox:
         """Raise ``InvalidMessage`` if ``payload`` is not a valid ``message_type`` message."""
         check_payload(self.topology.message(message_type), payload)
 
-    def add(self, connection, message_type, payload, message_id=None):
+    def add(self, connection, message_type, payload, message_id=None, correlation_id=None,
+            cause=None):
         """Stage one message; returns its message id."""
         message_id, = self.add_many(connection, message_type, [payload],
                                     message_ids=None if message_id is None else [message_id])
         return message_id
 
-    def add_many(self, connection, message_type, payloads, message_ids=None):
-        """Stage ``payloads``; returns their message ids."""
+    def add_many(self, connection, message_type, payloads, message_ids=None,
+                 correlation_ids=None, causes=None):
+        """Stage ``payloads``; returns their message ids. Correlation ids are not recorded: a
+        worker_factory worker handles no message to take them from."""
         spec = self.topology.message(message_type)
         messages = [outgoing(spec, payload, message_id=message_id)
                     for payload, message_id in zip(payloads, message_ids or [None] * len(payloads))]
@@ -59,3 +62,21 @@ class FakeOutbox:
         with self.database.transaction() as connection:
             rows = connection.execute(select(self.table).order_by(self.table.c.id)).all()
         return [(row.message_type, row.payload) for row in rows]
+
+
+class FakeCorrelation:
+    """Stands in for the :class:`~nameko_topology.correlation.Correlation` dependency in a
+    ``worker_factory`` worker, which handles no message to take a correlation id from: every
+    call answers ``correlation_id``.
+
+    Example::
+
+        service = worker_factory(NotificationsService, db=database,
+                                 correlation=FakeCorrelation("req-1"))
+    """
+
+    def __init__(self, correlation_id=None):
+        self.correlation_id = correlation_id
+
+    def __call__(self, cause=None):
+        return self.correlation_id

@@ -30,14 +30,16 @@ class FakeRpc:
     def __init__(self, responses=None, broker_error=None):
         self.calls = []
         self.timeouts = []
+        self.contexts = []
         self.responses = dict(responses or {})
         self.broker_error = broker_error
 
-    def call(self, service, method, timeout=None, **kwargs):
+    def call(self, service, method, timeout=None, context=None, **kwargs):
         if (service, method) == ("orders", "place_orders"):  # the gateway's batches
             return [self._batch_entry(timeout, order) for order in kwargs["orders"]]
         self.calls.append((service, method, kwargs))
         self.timeouts.append(timeout)
+        self.contexts.append(context)
         response = self.responses.get((service, method))
         if isinstance(response, Exception):
             raise response
@@ -252,12 +254,15 @@ def test_any_printable_ascii_idempotency_key_is_accepted_and_never_echoed(client
 
 def test_place_order(client, rpc):
     response = post_order(client, {"item": "  widget ", "quantity": 2, "order_id": "o-1"},
-                          headers={"Idempotency-Key": "k" * 200})
+                          headers={"Idempotency-Key": "k" * 200, "X-Request-ID": "req-1"})
     assert response.status_code == 202
     assert response.get_json() == ORDER
     assert response.headers["Location"] == "/orders/o-1"
+    assert response.headers["X-Request-ID"] == "req-1"
+    # the order's own correlation id: its batch-mates have theirs
     assert rpc.calls == [("orders", "place_order", {
-        "item": "widget", "quantity": 2, "order_id": "o-1", "idempotency_key": "k" * 200})]
+        "item": "widget", "quantity": 2, "order_id": "o-1", "idempotency_key": "k" * 200,
+        "correlation_id": "req-1"})]
     # the call's share of RPC_TIMEOUT left after it waited for its batch to go out
     [timeout] = rpc.timeouts
     assert 2.5 < timeout <= 3
@@ -270,6 +275,8 @@ def test_place_order_without_optional_fields(client, rpc):
     # the gateway names the order itself, so a redelivered call finds it instead of adding one
     order_id = kwargs.pop("order_id")
     assert isinstance(order_id, str) and len(order_id) == 32
+    # without an X-Request-ID, the one the gateway made and answered with
+    assert kwargs.pop("correlation_id") == response.headers["X-Request-ID"]
     assert (service, method, kwargs) == ("orders", "place_order", {
         "item": "w" * 100, "quantity": 1_000_000, "idempotency_key": None})
 

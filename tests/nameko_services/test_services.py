@@ -10,6 +10,7 @@ from nameko_services.notifications import NotificationsService
 from nameko_services.orders import OrderConflict, OrdersService
 from nameko_topology.database import DatabaseHandle
 from nameko_topology.exceptions import InvalidMessage
+from nameko_topology.testing.fakes import FakeCorrelation
 
 
 @pytest.fixture
@@ -23,7 +24,8 @@ def inventory_service(database, fake_outbox):
     with database.transaction() as connection:
         connection.execute(inventory.stock.insert(), [
             {"item": "widget-A", "quantity": 3}, {"item": "gadget-X", "quantity": 1}])
-    return worker_factory(InventoryService, db=database, outbox=fake_outbox)
+    return worker_factory(InventoryService, db=database, outbox=fake_outbox,
+                          correlation=FakeCorrelation())
 
 
 def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
@@ -130,7 +132,8 @@ def test_malformed_initial_stock_is_refused(text, message):
 @pytest.fixture
 def orders_service(database, fake_outbox):
     database.create(orders.metadata)
-    return worker_factory(OrdersService, db=database, outbox=fake_outbox)
+    return worker_factory(OrdersService, db=database, outbox=fake_outbox,
+                          correlation=FakeCorrelation())
 
 
 def test_place_order_stores_pending_and_publishes(orders_service):
@@ -296,13 +299,15 @@ def test_reasons_longer_than_their_column_are_cut_to_it(orders_service, inventor
     orders_service.on_inventory_failed([{"order_id": rejected, "item": "widget-A",
                                          "quantity": 9, "reason": "r" * 5000}])
     database.create(notifications.metadata)
-    notices = worker_factory(NotificationsService, db=database)
+    notices = worker_factory(NotificationsService, db=database,
+                             correlation=FakeCorrelation("req-1"))
     notices.on_inventory_failed([{"order_id": rejected, "item": "widget-A", "quantity": 9,
                                   "reason": "r" * 5000}])
 
     reason = orders_service.get_order(rejected)["reason"]
     assert reason == "r" * 499 + "\u2026"
     [notice] = notices.list_notifications()
+    assert notice["correlation_id"] == "req-1"  # the event's, as the handler found it
     assert len(notice["message"]) == 1000 and notice["message"].endswith("r\u2026")
     assert notice["message"].startswith(f"Order {rejected} could not be fulfilled: rrr")
 
@@ -319,7 +324,8 @@ def test_an_unknown_item_reason_fits_the_inbox_column(inventory_service, databas
 
 def test_one_notification_per_order_outcome(database):
     database.create(notifications.metadata)
-    service = worker_factory(NotificationsService, db=database)
+    service = worker_factory(NotificationsService, db=database,
+                             correlation=FakeCorrelation("req-1"))
     event = {"order_id": "o-1", "item": "widget-A", "quantity": 2, "remaining": 5}
 
     service.on_inventory_reserved([event])
@@ -334,7 +340,8 @@ def test_one_notification_per_order_outcome(database):
 
 def test_notifications_are_read_from_a_cursor(database):
     database.create(notifications.metadata)
-    service = worker_factory(NotificationsService, db=database)
+    service = worker_factory(NotificationsService, db=database,
+                             correlation=FakeCorrelation("req-1"))
     service.on_inventory_reserved([
         {"order_id": f"o-{n}", "item": "widget-A", "quantity": 1, "remaining": 10 - n}
         for n in range(1, 6)])

@@ -84,7 +84,13 @@ class ImmediateContainer:
             result = self.handler(*args)
         except Exception:
             exc_info = sys.exc_info()
-        handle_result(None, result, exc_info)
+        worker_ctx = WorkerContextStandIn()
+        handle_result(worker_ctx, result, exc_info)
+        return worker_ctx
+
+
+class WorkerContextStandIn:
+    """What ``spawn_worker`` returns, as nameko's does: the worker's context."""
 
 
 def message(order_id, correlation_id=None):

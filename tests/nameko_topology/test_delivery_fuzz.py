@@ -90,6 +90,7 @@ class Container:
         except Exception:
             exc_info = sys.exc_info()
         handle_result(worker_ctx, None, exc_info)
+        return worker_ctx  # as nameko's does
 
 
 def entrypoint_with(outcome):

@@ -1,0 +1,50 @@
+"""The request id: every request has one, on ``flask.g.request_id`` and on its response.
+
+Every log line written while the request is served carries it as ``correlation_id``. A
+client's ``X-Request-ID`` is taken when it is a safe token (:data:`SAFE_REQUEST_ID`: what
+could pass through a header, a log line and an AMQP ``correlation_id`` unchanged); otherwise,
+or when there is none, the gateway makes one. The response always carries it back, error
+responses included, so a client can quote it and an operator find every log line about it.
+"""
+import re
+import uuid
+
+from flask import g, request
+
+from nameko_topology.logcontext import bind_fields, reset_fields
+
+HEADER = "X-Request-ID"
+MAX_REQUEST_ID_LENGTH = 128
+SAFE_REQUEST_ID = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
+
+
+def request_id_of(value):
+    """``value``, the client's ``X-Request-ID``, when it is safe; else a new id."""
+    if value is not None and SAFE_REQUEST_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def init_app(app):
+    """Give each request of ``app`` its id, before any other ``before_request`` runs."""
+    app.before_request_funcs.setdefault(None, []).insert(0, _take_request_id)
+    app.after_request(_echo_request_id)
+    app.teardown_request(_unbind_request_id)
+
+
+def _take_request_id():
+    g.request_id = request_id_of(request.headers.get(HEADER))
+    # the server's threads serve one request after another: the teardown unbinds it
+    g.log_fields_token = bind_fields(correlation_id=g.request_id)
+
+
+def _unbind_request_id(exc):
+    token = g.pop("log_fields_token", None)
+    if token is not None:
+        reset_fields(token)
+
+
+def _echo_request_id(response):
+    # g has no id when the request failed before the app's first before_request ran
+    response.headers[HEADER] = g.get("request_id") or request_id_of(None)
+    return response
