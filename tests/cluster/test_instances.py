@@ -1,13 +1,11 @@
 """Two instances of every service and two gateways, on PostgreSQL and the 3-node cluster: many
 concurrent orders for too little stock are each settled once, and never oversold."""
-import threading
-
 import pytest
 
 from scripts.stack import GATEWAY, SERVICES
 from tests.cluster.conftest import RPC_QUEUES, start_placed, wait_consumers
 from tests.faults.conftest import (
-    PIPELINE_QUEUES, OrderStream, Pipeline, assert_queues_drained, stock_env)
+    PIPELINE_QUEUES, OrderStream, Pipeline, StockWatch, assert_queues_drained, stock_env)
 
 pytestmark = pytest.mark.cluster
 
@@ -31,26 +29,14 @@ def test_two_instances_of_everything_reserve_exactly_the_stock_there_is(
     wait_consumers(vhost, PIPELINE_QUEUES + RPC_QUEUES, each=2, timeout=60)
     pipeline = Pipeline(stack.url, stack)
 
-    stock_seen = []
-    watching = threading.Event()
-
-    def watch_stock():
-        reader = Pipeline(stack.url_of("gateway-2"))  # a session of its own
-        while not watching.is_set():
-            inventory = reader.try_get("/inventory")
-            if inventory is not None:
-                stock_seen.append(inventory[ITEM])
-            watching.wait(0.1)
-    watcher = threading.Thread(target=watch_stock, daemon=True)
-    watcher.start()
+    stock = StockWatch(stack.url_of("gateway-2"), ITEM).start()
 
     # all at once, half through each gateway
     streams = [OrderStream(stack.url_of(gateway), ORDERS // 2, clients=8, stack=stack).start()
                for gateway in (GATEWAY, "gateway-2")]
     order_ids = [order_id for stream in streams for order_id in stream.result()]
     snapshot = pipeline.wait_completed(ORDERS, timeout=120)
-    watching.set()
-    watcher.join(10)
+    stock_seen = stock.stop()
 
     assert len(set(order_ids)) == ORDERS
     orders = snapshot["/orders"]

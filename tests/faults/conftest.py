@@ -134,6 +134,35 @@ class Pipeline:
         return self.snapshot()
 
 
+class StockWatch:
+    """Reads GET /inventory every 0.1 s, in a thread and an HTTP session of its own, until
+    :meth:`stop`, which returns every stock level of ``item`` seen: an oversell shows as one
+    below 0."""
+
+    def __init__(self, url, item):
+        self.reader = Pipeline(url)
+        self.item = item
+        self.seen = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stopping.is_set():
+            inventory = self.reader.try_get("/inventory")
+            if inventory is not None:
+                self.seen.append(inventory[self.item])
+            self._stopping.wait(0.1)
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join(10)
+        return self.seen
+
+
 class OrderStream:
     """POST ``n`` orders from ``clients`` threads, as a well-behaved client does: every order
     has an Idempotency-Key of its own and is retried with that same key, on 503 or a failed
