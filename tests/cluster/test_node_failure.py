@@ -42,12 +42,14 @@ def test_a_node_killed_mid_stream_every_process_fails_over_and_nothing_is_lost(
     queues = quorum_members(vhost)
     assert set(PIPELINE_QUEUES) | set(RPC_QUEUES) <= set(queues), sorted(queues)
 
-    stream = OrderStream(stack.url, 300, clients=4, pause=0.05, stack=stack).start()
-    wait_for(lambda: stream.accepted >= 100, timeout=120, description="100 orders accepted")
+    # read before the stream: the listing lags by a statistics interval, the kill must not
     by_node = wait_for(lambda: connections_by_node(cluster, vhost), timeout=30,
                        description="the vhost's connections listed")
     victim = max(NODES, key=lambda node: by_node[node_name(node)])
     assert by_node[node_name(victim)] > sum(by_node.values()) / 2, by_node
+
+    stream = OrderStream(stack.url, 300, clients=4, pause=0.05, stack=stack).start()
+    wait_for(lambda: stream.accepted >= 100, timeout=120, description="100 orders accepted")
     cluster.kill(victim)
     accepted_at_kill = stream.accepted
 
