@@ -130,7 +130,8 @@ class RpcClient:
         max_publishers: connections used to publish requests concurrently.
         heartbeat: AMQP heartbeat of the reply consumer's connection, so that a dead broker
             is noticed even when no replies arrive.
-        name: prefix of the reply queue (``rpc.reply-<name>-<uuid>``) and connection names.
+        name: prefix of the reply queue (``rpc.reply-<name>-<uuid>``, a new uuid on each
+            connection) and of connection names.
         exchange: nameko's RPC exchange (nameko config ``rpc_exchange``).
 
     Nothing connects until the first call (or :meth:`start`). Call :meth:`close` at shutdown.
@@ -146,7 +147,7 @@ class RpcClient:
         self.heartbeat = heartbeat
         self.id = uuid.uuid4().hex
         self.name = name
-        self.reply_queue_name = "rpc.reply-{}-{}".format(name, self.id)
+        self.reply_queue_name = self._new_reply_queue_name()
         self.exchange = Exchange(exchange, type="topic", durable=True)  # as nameko declares it
 
         # _cond guards the connection state and _pending; the consumer thread notifies it.
@@ -360,11 +361,20 @@ class RpcClient:
 
     # reply consumer thread ---------------------------------------------------------------
 
+    def _new_reply_queue_name(self):
+        return "rpc.reply-{}-{}".format(self.name, uuid.uuid4().hex)
+
     def _consume_forever(self):
         """Own a connection, consume the reply queue, and reconnect forever until closed."""
         backoff = 0.0
         while not self._stopping.is_set():
             connected = False
+            # A queue of its own name per connection: when a cluster node dies, the survivors
+            # keep listing its exclusive queues for a while, and redeclaring the old name is
+            # refused (RESOURCE_LOCKED) until they drop it. Calls sent to the old name were
+            # failed when that connection was lost.
+            with self._cond:
+                self.reply_queue_name = self._new_reply_queue_name()
             conn = self._connection("consumer", heartbeat=self.heartbeat)
             try:
                 connect(conn)

@@ -92,12 +92,19 @@ class BatchPublisher:
 
         Raises on a connection error or when confirms do not arrive in ``confirm_timeout``:
         the caller cannot know which messages arrived and must treat all as unconfirmed.
+        After a nack the channel is closed too, and the next batch goes out on a fresh one.
         """
         try:
-            return self._publish(messages)
+            outcome = self._publish(messages)
         except Exception:
             self.close()
             raise
+        if outcome.nacked:
+            # A channel that published to a quorum queue while its leader's node was dying
+            # keeps nacking that queue after a new leader is elected (seen on RabbitMQ 3.10,
+            # tests/cluster); a fresh channel looks the leader up again.
+            self.close()
+        return outcome
 
     def _publish(self, messages):
         channel = self._live_channel()

@@ -101,6 +101,7 @@ class Stack:
         #: name -> the port the process of that name serves its Prometheus metrics on (kept
         #: across restarts, so a scrape config stays right)
         self.metrics_ports = {}
+        self._gateway_ports = {GATEWAY: self.gateway_port}  # gateway process name -> port
         self._nameko = None
 
     # -- process plumbing -------------------------------------------------------------------
@@ -112,13 +113,14 @@ class Stack:
     def log_path(self, name):
         return self.log_dir / f"{name}.log"
 
-    def _env(self):
+    def _env(self, extra=None):
         env = dict(os.environ)
         env.update(AMQP_URI=self.amqp_uri, DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
         # nameko's CLI imports eventlet, which warns, before any logging is configured: a bare
         # line in what may be a JSON log (the Dockerfile sets the same)
         env.setdefault("PYTHONWARNINGS", NAMEKO_CLI_WARNINGS)
         env.update(self.env)
+        env.update(extra or {})
         return env
 
     def _spawn(self, name, cmd, env):
@@ -167,21 +169,23 @@ class Stack:
 
     # -- public API -------------------------------------------------------------------------
 
-    def start_service(self, name, instance=None):
+    def start_service(self, name, instance=None, env=None):
         """(Re)start one service process.
 
         ``instance`` (e.g. ``"inventory-2"``) runs a further process of service ``name`` with
         the same environment, under a name of its own: its own log file and process entry, so
-        ``kill_service(instance)`` / ``stop_service(instance)`` reach only it.
+        ``kill_service(instance)`` / ``stop_service(instance)`` reach only it. ``env`` adds to
+        this process's environment only: e.g. an ``AMQP_URI`` listing a cluster's nodes in
+        another order, so that it connects to another node first.
         """
         if self._nameko is None:
             self._nameko = _nameko_cmd(self.python)
         cmd = self._nameko + ["run", "--config", self.config, f"nameko_services.{name}"]
-        env = self._env()
-        if "METRICS_PORT" not in self.env:  # a port of the caller's own is theirs to manage
+        # a port of the caller's own is theirs to manage
+        if "METRICS_PORT" not in {**self.env, **(env or {})}:
             port = self.metrics_ports.setdefault(instance or name, _free_port())
-            env["METRICS_PORT"] = str(port)
-        return self._spawn(instance or name, cmd, env)
+            env = {**(env or {}), "METRICS_PORT": str(port)}
+        return self._spawn(instance or name, cmd, self._env(env))
 
     def metrics_url(self, name):
         """The URL of the metrics of the service process ``name``."""
@@ -198,13 +202,21 @@ class Stack:
             self._signal(proc, signal.SIGKILL)
             proc.wait()
 
-    def start_gateway(self):
-        env = self._env()
-        env["PORT"] = str(self.gateway_port)
-        return self._spawn(GATEWAY, [self.python, "-m", "gateway"], env)
+    def start_gateway(self, instance=None, env=None):
+        """(Re)start the gateway on ``gateway_port``; or, given ``instance`` (e.g.
+        ``"gateway-2"``), a further gateway process on a port of its own (``url_of(instance)``).
+        ``env`` as for :meth:`start_service`."""
+        name = instance or GATEWAY
+        port = self._gateway_ports.setdefault(name, _free_port())
+        return self._spawn(name, [self.python, "-m", "gateway"],
+                           self._env({**(env or {}), "PORT": str(port)}))
 
     def stop_gateway(self, timeout=15):
         self._stop_proc(GATEWAY, timeout)
+
+    def url_of(self, gateway):
+        """The base URL of gateway process ``gateway`` (the name given to start_gateway)."""
+        return f"http://127.0.0.1:{self._gateway_ports[gateway]}"
 
     def pid(self, name):
         return self._procs[name].pid
@@ -213,10 +225,10 @@ class Stack:
         """{name: pid} of the processes now running."""
         return {name: p.pid for name, p in self._procs.items() if p.poll() is None}
 
-    def health(self, timeout=5):
-        """(status, body) of GET /health; (None, None) when the gateway does not answer."""
+    def health(self, timeout=5, gateway=GATEWAY):
+        """(status, body) of GET /health of ``gateway``; (None, None) when it does not answer."""
         try:
-            with _http.open(self.url + "/health", timeout=timeout) as resp:
+            with _http.open(self.url_of(gateway) + "/health", timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:  # 503 still carries the per-service report
             status, raw = e.code, e.read()
@@ -228,36 +240,41 @@ class Stack:
             body = None
         return status, body
 
-    def _services_ok(self, names):
-        status, body = self.health()
+    def _services_ok(self, names, gateway):
+        status, body = self.health(gateway=gateway)
         services = body.get("services") if isinstance(body, dict) else None
         services = services if isinstance(services, dict) else {}
         return status, [n for n in names if services.get(n) != "ok"]
 
-    def _wait(self, names, procs, timeout, whole):
-        """Poll /health until `names` all answer (and it is 200, if `whole`).
+    def _wait(self, names, procs, timeout, whole, gateway=GATEWAY):
+        """Poll /health of `gateway` until `names` all answer (and it is 200, if `whole`).
         Fails early when one of `procs` exits."""
+        url = self.url_of(gateway)
         deadline = time.monotonic() + timeout
         while True:
             for name in procs:
                 if not self._alive(name):
-                    raise self._dead_error(name, f"waiting for {self.url}/health")
-            status, missing = self._services_ok(names)
+                    raise self._dead_error(name, f"waiting for {url}/health")
+            status, missing = self._services_ok(names, gateway)
             if not missing and (status == 200 or not whole):
                 return
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.25)
         # Blame the services that did not answer, or the gateway when it did not answer at all.
-        culprits = missing if status is not None and missing else [GATEWAY]
+        culprits = missing if status is not None and missing else [gateway]
         logs = "\n".join(f"--- last lines of {self.log_path(n)}:\n{tail(self.log_path(n))}"
                          for n in culprits)
-        raise StackError(f"not healthy after {timeout}s (GET {self.url}/health -> {status}, "
+        raise StackError(f"not healthy after {timeout}s (GET {url}/health -> {status}, "
                          f"not ok: {', '.join(missing) or '-'})\n{logs}")
 
     def wait_service_ready(self, name, timeout=30):
         """Wait until the gateway reports that `name` answers RPC."""
         self._wait([name], [name, GATEWAY], timeout, whole=False)
+
+    def wait_gateway_ready(self, gateway, timeout=60):
+        """Wait until gateway process `gateway` answers /health with 200 (every service)."""
+        self._wait(list(SERVICES), [gateway], timeout, whole=True, gateway=gateway)
 
     def start(self, timeout=60):
         """Start every service and the gateway; wait until they all answer."""

@@ -13,20 +13,21 @@ from nameko_topology.management import ManagementApi, ManagementError
 from nameko_topology.uris import nodes
 
 
-def create_vhost(amqp_uri, name):
+def create_vhost(amqp_uri, name, management_port=None):
     """Create virtual host ``name`` on the broker of ``amqp_uri``, give the URI's user every
-    right in it, and return its AMQP URI."""
-    api = ManagementApi(amqp_uri)
+    right in it, and return its AMQP URI. ``management_port``: as ManagementApi's ``port``
+    (default: ``RABBITMQ_MANAGEMENT_PORT``)."""
+    api = ManagementApi(amqp_uri, port=management_port)
     api.request("PUT", api.path("vhosts", name))
     api.request("PUT", api.path("permissions", name, api.user),
                 {"configure": ".*", "write": ".*", "read": ".*"})
     return ";".join(f"{node}/{quote(name, safe='')}" for node in nodes(api.server_uri))
 
 
-def delete_vhost(amqp_uri, name=None):
+def delete_vhost(amqp_uri, name=None, management_port=None):
     """Delete virtual host ``name`` (default: the one ``amqp_uri`` names) with everything in
     it; no error if it is gone."""
-    api = ManagementApi(amqp_uri)
+    api = ManagementApi(amqp_uri, port=management_port)
     name = api.vhost if name is None else name
     if name in ("", "/"):
         raise ValueError("refusing to delete the default vhost '/'")
@@ -51,21 +52,24 @@ def wait_for(condition, timeout=30.0, interval=0.05, description="condition"):
 
 
 class TestVhost:
-    """A virtual host of its own on the broker of ``base_uri``, so runs never share messages."""
+    """A virtual host of its own on the broker of ``base_uri``, so runs never share messages.
+    ``management_port``: as ManagementApi's ``port`` (a cluster's nodes on one host each have
+    one of their own: ``"15673;15674;15675"``)."""
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    def __init__(self, base_uri, prefix="nt_test"):
+    def __init__(self, base_uri, prefix="nt_test", management_port=None):
         self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         self.base_uri = base_uri
+        self.management_port = management_port
 
     def create(self):
-        self.amqp_uri = create_vhost(self.base_uri, self.name)
-        self.api = ManagementApi(self.amqp_uri)
+        self.amqp_uri = create_vhost(self.base_uri, self.name, self.management_port)
+        self.api = ManagementApi(self.amqp_uri, port=self.management_port)
         return self
 
     def delete(self):
-        delete_vhost(self.amqp_uri)
+        delete_vhost(self.amqp_uri, management_port=self.management_port)
 
     # -- reading the broker -------------------------------------------------------------------
 

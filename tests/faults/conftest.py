@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from scripts.stack import GATEWAY, Stack, tail
+from tests.conftest import FAILED
 from nameko_topology.testing.broker import wait_for
-from nameko_topology.testing.postgres import TestDatabase, server_available
 
 # every queue of topology.yaml that the pipeline consumes, and the dead letters
 PIPELINE_QUEUES = ("order_placed_queue", "inventory_reserved_queue", "inventory_failed_queue",
@@ -22,7 +22,6 @@ PIPELINE_QUEUES = ("order_placed_queue", "inventory_reserved_queue", "inventory_
 DEAD_LETTER_QUEUE = "dead_letter_queue"
 
 LAST_FILE = "test_broker_restart.py"
-FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(trylast=True)
@@ -33,13 +32,6 @@ def pytest_collection_modifyitems(session, config, items):
             and item.path.parent.name == "faults"]
     if last:
         items[:] = [item for item in items if item not in last] + last
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    if outcome.get_result().failed:
-        item.stash[FAILED] = True
 
 
 # -- stacks ----------------------------------------------------------------------------------
@@ -64,20 +56,6 @@ def make_stack(request, vhost, tmp_path):
         for stack in stacks[-1:]:
             for log in sorted(stack.log_dir.glob("*.log")):
                 print(f"--- last lines of {log}:\n{tail(log, 30)}")
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    ok, why = server_available()
-    if not ok:
-        pytest.fail(f"PostgreSQL is needed at 127.0.0.1:5432 (POSTGRES_URL): {why}")
-
-
-@pytest.fixture
-def postgres_db(postgres_server):
-    """A fresh PostgreSQL database, dropped (connections and all) after the test."""
-    with TestDatabase() as database:
-        yield database
 
 
 class ProcessWatch:
@@ -154,6 +132,35 @@ class Pipeline:
                 f"{self.count('/processed')} processed, "
                 f"{self.count('/notifications')} notifications") from None
         return self.snapshot()
+
+
+class StockWatch:
+    """Reads GET /inventory every 0.1 s, in a thread and an HTTP session of its own, until
+    :meth:`stop`, which returns every stock level of ``item`` seen: an oversell shows as one
+    below 0."""
+
+    def __init__(self, url, item):
+        self.reader = Pipeline(url)
+        self.item = item
+        self.seen = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stopping.is_set():
+            inventory = self.reader.try_get("/inventory")
+            if inventory is not None:
+                self.seen.append(inventory[self.item])
+            self._stopping.wait(0.1)
+
+    def stop(self):
+        self._stopping.set()
+        self._thread.join(10)
+        return self.seen
 
 
 class OrderStream:

@@ -4,14 +4,13 @@ on one queue, client retries. Real processes, real HTTP, a vhost (and data dir) 
 Every test asserts exact counts: each order stored once, processed once, notified once, its
 stock taken once; nothing left in a queue and nothing dead-lettered.
 """
-import threading
 
 import pytest
 import requests
 
 from tests.faults.conftest import (
-    OrderStream, Pipeline, assert_each_order_once, assert_queues_drained, assert_recovered,
-    stock_env, stream_orders,
+    OrderStream, Pipeline, StockWatch, assert_each_order_once, assert_queues_drained,
+    assert_recovered, stock_env, stream_orders,
 )
 from nameko_topology.testing.broker import wait_for
 
@@ -139,18 +138,7 @@ def test_two_inventory_instances_on_postgresql_take_each_order_once(
     wait_for(lambda: vhost.consumers("order_placed_queue") == 2, timeout=60,
              description="two consumers on order_placed_queue")
 
-    stock_seen = []
-    watching = threading.Event()
-
-    def watch_stock():
-        reader = Pipeline(stack.url)  # a session of its own
-        while not watching.is_set():
-            inventory = reader.try_get("/inventory")
-            if inventory is not None:
-                stock_seen.append(inventory[ITEM])
-            watching.wait(0.1)
-    watcher = threading.Thread(target=watch_stock, daemon=True)
-    watcher.start()
+    stock = StockWatch(stack.url, ITEM).start()
 
     stream = OrderStream(stack.url, 150, clients=16, stack=stack).start()
     # duplicates of orders already placed, straight to the exchange, racing the originals
@@ -162,8 +150,7 @@ def test_two_inventory_instances_on_postgresql_take_each_order_once(
                           {"order_id": order_id, "item": ITEM, "quantity": 1})
     order_ids = stream.result()
     snapshot = pipeline.wait_completed(150)
-    watching.set()
-    watcher.join(10)
+    stock_seen = stock.stop()
 
     statuses = [o["status"] for o in snapshot["/orders"]]
     assert len(statuses) == 150

@@ -106,6 +106,32 @@ def test_an_unroutable_message_stays_in_the_outbox(vhost, config, tmp_path, cont
     assert stored_rows(tmp_path) == 1
 
 
+def test_batch_publisher_sends_the_batch_after_a_nack_on_a_fresh_channel(vhost):
+    publisher = BatchPublisher(vhost.amqp_uri)
+    with Connection(vhost.amqp_uri) as connection:
+        # full at once: RabbitMQ nacks every message published to it
+        connection.default_channel.queue_declare(
+            "full", durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    message = {"exchange": "", "routing_key": "full", "body": "{}", "message_id": "m-1",
+               "correlation_id": "c", "type": "OrderPlaced"}
+    try:
+        first = publisher.publish([message])
+        nacked_on = publisher._held.connection
+        with Connection(vhost.amqp_uri) as connection:
+            connection.default_channel.queue_purge("full")
+            connection.default_channel.queue_delete("full")
+            connection.default_channel.queue_declare("full", durable=True)
+        second = publisher.publish([message])
+        confirmed_on = publisher._held.connection
+    finally:
+        publisher.close()
+    assert (first.nacked, first.confirmed) == ({"m-1"}, set())
+    assert nacked_on is None  # closed after the nack
+    assert (second.nacked, second.confirmed) == (set(), {"m-1"})
+    assert confirmed_on is not None
+    assert vhost.depth("full") == 1
+
+
 def test_batch_publisher_confirms_every_message(vhost):
     publisher = BatchPublisher(vhost.amqp_uri)
     with Connection(vhost.amqp_uri) as connection:
