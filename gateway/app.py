@@ -33,7 +33,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import access_log, admin, health, metrics, openapi, request_id
+from gateway import access_log, admin, health, metrics, openapi, request_id, tracing
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
@@ -64,6 +64,9 @@ def default_config():
         "SERVICES": ("orders", "inventory", "notifications"),
         "ORDER_BATCH_MAX": 100,  # most orders in one orders.place_orders call
         "ORDER_BATCH_SENDERS": 2,  # place_orders calls in flight at once (measured: 2 beats 4 and 8)
+        # OpenTelemetry tracing (gateway/tracing.py, nameko_topology/tracing.py); unset: off
+        "TRACING": os.environ.get("TRACING"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         # one log line per request (gateway/access_log.py)
         "ACCESS_LOG": os.environ.get("ACCESS_LOG", "false").strip().lower()
         in ("1", "true", "yes"),
@@ -91,7 +94,7 @@ def create_app(config=None, rpc=None):
         config: a dict overriding :func:`default_config` (``AMQP_URI``, ``TOPOLOGY_FILE``,
             ``RPC_TIMEOUT``, ``HEALTH_TIMEOUT``, ``MAX_BODY_BYTES``, ``SERVICES``,
             ``ORDER_BATCH_MAX``, ``ORDER_BATCH_SENDERS``, ``RABBITMQ_MANAGEMENT_URL``,
-            ``ACCESS_LOG``).
+            ``ACCESS_LOG``, ``TRACING``, ``OTEL_EXPORTER_OTLP_ENDPOINT``).
         rpc: the RPC client; anything with ``call(service, method, timeout=None, **kwargs)``
             and ``check_broker(timeout)``, as :class:`gateway.rpc.RpcClient` has. Tests pass a
             fake. By default a real ``RpcClient`` is built; it connects on first use.
@@ -141,6 +144,7 @@ def create_app(config=None, rpc=None):
         url=app.config["RABBITMQ_MANAGEMENT_URL"] or None)
     request_id.init_app(app)  # first: every later hook and log line has the request's id
     access_log.init_app(app)
+    tracing.init_app(app)
     metrics.init_app(app, app_metrics)  # times and counts every request; GET /metrics
     app.register_blueprint(api)
     app.register_blueprint(health.blueprint)
@@ -187,10 +191,13 @@ api = Blueprint("api", __name__)
 def call(service, method, **kwargs):
     """Call a service, in the request's correlation; a broker or service failure becomes a 503
     ApiError."""
-    with _unavailable_as_503(service, method):
+    context = {"correlation_id": g.request_id}
+    with _unavailable_as_503(service, method), tracing.rpc_span(service, method) as traceparent:
+        if traceparent is not None:
+            context["traceparent"] = traceparent
         return current_app.extensions["rpc"].call(
-            service, method, timeout=current_app.config["RPC_TIMEOUT"],
-            context={"correlation_id": g.request_id}, **kwargs)
+            service, method, timeout=current_app.config["RPC_TIMEOUT"], context=context,
+            **kwargs)
 
 
 @contextmanager
@@ -212,7 +219,10 @@ def place_order():
     # the order's own: the batch call that carries it carries others' too
     kwargs["correlation_id"] = g.request_id
     try:
-        with _unavailable_as_503("orders", "place_order"):
+        with _unavailable_as_503("orders", "place_order"), \
+                tracing.rpc_span("orders", "place_order") as traceparent:
+            if traceparent is not None:  # the order's own, as its correlation id is
+                kwargs["traceparent"] = traceparent
             order = current_app.extensions["order_batcher"].call(
                 current_app.config["RPC_TIMEOUT"], **kwargs)
     except RemoteError as exc:

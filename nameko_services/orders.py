@@ -69,16 +69,18 @@ class OrdersService(HealthCheck):
 
     @rpc
     def place_order(self, item, quantity, order_id=None, idempotency_key=None,
-                    correlation_id=None):
+                    correlation_id=None, traceparent=None):
         """Store a PENDING order and publish OrderPlaced; return the order.
 
         Placing the same order again (same ``order_id`` or ``idempotency_key``, same item and
         quantity) returns the stored order and publishes nothing. ``correlation_id`` (default:
-        the call's) is stored with the order and carried by its OrderPlaced.
+        the call's) is stored with the order and carried by its OrderPlaced; ``traceparent``
+        (W3C, default: the call's) is the trace parent of that publish, when tracing is on.
         """
         outcome, = self._place([{"item": item, "quantity": quantity, "order_id": order_id,
                                  "idempotency_key": idempotency_key,
-                                 "correlation_id": correlation_id}])
+                                 "correlation_id": correlation_id,
+                                 "traceparent": traceparent}])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -103,16 +105,19 @@ class OrdersService(HealthCheck):
         """The stored order, or the exception refusing it, for each request."""
         now = time.time()
         outcomes = []
-        new = []  # (index in outcomes, order row, OrderPlaced payload) of the valid requests
+        # (index in outcomes, order row, (OrderPlaced payload, its trace parent)) of the valid ones
+        new = []
         for request in requests:
             # every refusal is found before anything is written: its batch-mates go ahead
             try:
                 _check_arguments(request)
+                request = dict(request)
+                traceparent = request.pop("traceparent", None)
                 order, placed = self._new_order(now, **request)
             except InvalidMessage as exc:
                 outcomes.append(exc)
                 continue
-            new.append((len(outcomes), order, placed))
+            new.append((len(outcomes), order, (placed, traceparent)))
             outcomes.append(None)
         if new:
             self._store(new, outcomes)
@@ -125,9 +130,12 @@ class OrdersService(HealthCheck):
             # usually every order is new: one INSERT for the orders, one for their events
             with self.db.transaction() as connection:
                 connection.execute(INSERT_ORDERS, [order for _, order, _ in new])
-                self.outbox.add_many(connection, "OrderPlaced", [placed for _, _, placed in new],
+                self.outbox.add_many(connection, "OrderPlaced",
+                                     [placed for _, _, (placed, _) in new],
                                      correlation_ids=[order["correlation_id"]
-                                                      for _, order, _ in new])
+                                                      for _, order, _ in new],
+                                     traceparents=[traceparent
+                                                   for _, _, (_, traceparent) in new])
             for index, order, _ in new:
                 with log_context(order_id=order["order_id"],
                                  correlation_id=order["correlation_id"]):
@@ -182,14 +190,15 @@ class OrdersService(HealthCheck):
         self.outbox.check("OrderPlaced", placed)
         return order, placed
 
-    def _place_one(self, connection, order, placed):
+    def _place_one(self, connection, order, placed_and_traceparent):
+        placed, traceparent = placed_and_traceparent
         # insert first: a racing duplicate waits on the unique keys instead of slipping
         # between a check and an insert
         if not insert_once(connection, orders, **order):
             return _as_dict(_existing(connection, order["order_id"], order["idempotency_key"],
                                       order["item"], order["quantity"]))
         self.outbox.add(connection, "OrderPlaced", placed,
-                        correlation_id=order["correlation_id"])
+                        correlation_id=order["correlation_id"], traceparent=traceparent)
         return _as_dict(order)
 
     @rpc
@@ -223,7 +232,9 @@ class OrdersService(HealthCheck):
                 for order_id, status, reason in outcomes])
 
 
-PLACE_ORDER_ARGUMENTS = {"item", "quantity", "order_id", "idempotency_key", "correlation_id"}
+PLACE_ORDER_ARGUMENTS = {
+    "item", "quantity", "order_id", "idempotency_key", "correlation_id", "traceparent",
+}
 
 
 def _check_arguments(request):

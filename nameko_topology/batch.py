@@ -88,7 +88,7 @@ class BatchPublisher:
 
     def publish(self, messages):
         """Publish ``messages`` (dicts of exchange, routing_key, body, message_id,
-        correlation_id, type) and wait for every confirm; return a :class:`BatchOutcome`.
+        correlation_id, type, and optionally headers) and wait for every confirm; return a :class:`BatchOutcome`.
 
         Raises on a connection error or when confirms do not arrive in ``confirm_timeout``:
         the caller cannot know which messages arrived and must treat all as unconfirmed.
@@ -134,7 +134,7 @@ class BatchPublisher:
                     channel.basic_publish(
                         channel.prepare_message(
                             message["body"], content_type=JSON_CONTENT_TYPE,
-                            content_encoding="utf-8",
+                            content_encoding="utf-8", headers=message.get("headers"),
                             properties={"delivery_mode": PERSISTENT,
                                         "message_id": message["message_id"],
                                         "correlation_id": message["correlation_id"],

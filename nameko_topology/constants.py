@@ -59,3 +59,8 @@ RPC_QUEUE_TYPES = ("classic", "quorum")
 #: the port each service process serves its Prometheus metrics on (``GET /metrics``, on every
 #: interface: Prometheus scrapes from elsewhere); unset: no server (see metrics.py)
 METRICS_PORT_CONFIG_KEY = "METRICS_PORT"
+
+#: ``console`` or ``file:PATH``: trace with OpenTelemetry (see tracing.py); unset: no tracing
+TRACING_CONFIG_KEY = "TRACING"
+#: set: trace with OpenTelemetry, exporting over OTLP/HTTP to this endpoint
+OTLP_ENDPOINT_CONFIG_KEY = "OTEL_EXPORTER_OTLP_ENDPOINT"

@@ -4,13 +4,15 @@ import inspect
 from nameko_topology.database import Database
 from nameko_topology.logcontext import WorkerLogContext
 from nameko_topology.rpc_entrypoint import rpc
+from nameko_topology.tracing import WorkerTracing
 
 
 class HealthCheck:
     """Mixin giving a service the RPC ``health()``: ``{"status": "ok", "service": name}`` once
     each of its :class:`~nameko_topology.database.Database` dependencies answers a query; the
     error of the first that does not, otherwise. Its workers' log lines carry their fields
-    (:class:`~nameko_topology.logcontext.WorkerLogContext`).
+    (:class:`~nameko_topology.logcontext.WorkerLogContext`), and its workers are traced when
+    tracing is on (:class:`~nameko_topology.tracing.WorkerTracing`).
 
     Example::
 
@@ -21,6 +23,7 @@ class HealthCheck:
 
     # the mixin every topology service is built on: the one place that reaches them all
     log_context = WorkerLogContext()
+    tracing = WorkerTracing()
 
     def __init_subclass__(cls, **kwargs):
         # The entrypoint is made for each service class, not declared on the mixin: `nameko

@@ -36,6 +36,7 @@ from nameko_topology import metrics
 from nameko_topology.messages import (
     MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
 )
+from nameko_topology import tracing
 from nameko_topology.correlation import correlation_id_of, usable
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def outbox_table(metadata, service_name):
         Column("correlation_id", String(MAX_CORRELATION_ID_LENGTH), nullable=False),
         Column("body", Text, nullable=False),
         Column("created_at", Float, nullable=False),
+        # the trace context of the work that staged it: the relay's publish span is its child
+        Column("traceparent", String(tracing.MAX_TRACEPARENT_LENGTH)),
         Column("claimed_by", String(64)),
         Column("claimed_at", Float),
         Column("attempts", Integer, nullable=False, default=0),
@@ -169,12 +172,18 @@ class Outbox(DependencyProvider):
             rows = connection.execute(self._own_rows).all()
         if not rows:
             return 0
+        spans = [_publish_span(row) for row in rows] if tracing.enabled() else [None] * len(rows)
         try:
-            outcome = self.publisher.publish([_as_message(row) for row in rows])
-        except Exception:
+            outcome = self.publisher.publish(
+                [_as_message(row, span) for row, span in zip(rows, spans)])
+        except Exception as exc:
+            for span in spans:
+                tracing.end_span(span, exc)
             # some may have been confirmed already: they are published twice, none is lost
             self._settle(confirmed=[], released=[row.id for row in rows])
             raise
+        for span in spans:
+            tracing.end_span(span)
         returned = [row.id for row in rows if row.message_id in outcome.returned]
         for row in rows:
             if row.message_id in outcome.returned:
@@ -228,26 +237,28 @@ class _OutboxHandle:
         check_payload(self._outbox.declarer.topology.message(message_type), payload)
 
     def add(self, connection, message_type, payload, message_id=None, correlation_id=None,
-            cause=None):
+            cause=None, traceparent=None):
         """Stage ``payload`` as a ``message_type`` message in ``connection``'s transaction.
 
         Its correlation id is ``correlation_id`` if given, else that of ``cause``, the payload
         (of those a batch handler received) that this message follows from, else the worker's
-        own (see :mod:`~nameko_topology.correlation`). Returns the message id (the event id
-        downstream consumers see).
+        own (see :mod:`~nameko_topology.correlation`). Its trace parent, when tracing is on, is
+        ``traceparent`` if given, else the span of ``cause``, else the worker's. Returns the
+        message id (the event id downstream consumers see).
         """
         message_id, = self.add_many(
             connection, message_type, [payload],
             message_ids=None if message_id is None else [message_id],
             correlation_ids=None if correlation_id is None else [correlation_id],
-            causes=None if cause is None else [cause])
+            causes=None if cause is None else [cause],
+            traceparents=None if traceparent is None else [traceparent])
         return message_id
 
     def add_many(self, connection, message_type, payloads, message_ids=None,
-                 correlation_ids=None, causes=None):
+                 correlation_ids=None, causes=None, traceparents=None):
         """:meth:`add` for each of ``payloads``, in one statement; returns their message ids.
-        ``message_ids``, ``correlation_ids`` and ``causes``, when given, hold one entry (or
-        ``None``) per payload.
+        ``message_ids``, ``correlation_ids``, ``causes`` and ``traceparents``, when given, hold
+        one entry (or ``None``) per payload.
 
         A handler of a batch stages its batch's events this way: an INSERT per event costs
         more than the event's own share of one ``executemany``.
@@ -260,8 +271,10 @@ class _OutboxHandle:
         none = [None] * len(payloads)
         now = time.time()
         rows = []
-        for payload, message_id, correlation_id, cause in zip(
-                payloads, message_ids or none, correlation_ids or none, causes or none):
+        traced = tracing.enabled()
+        for payload, message_id, correlation_id, cause, traceparent in zip(
+                payloads, message_ids or none, correlation_ids or none, causes or none,
+                traceparents or none):
             message = outgoing(spec, payload, message_id=message_id,
                                correlation_id=(usable(correlation_id)
                                                or (own if cause is None
@@ -271,6 +284,8 @@ class _OutboxHandle:
                 "message_id": message["message_id"], "message_type": message_type,
                 "exchange": message["exchange"], "routing_key": message["routing_key"],
                 "correlation_id": message["correlation_id"], "body": message["body"],
+                "traceparent": tracing.usable_traceparent(traceparent) or (
+                    tracing.traceparent_for(worker_ctx, cause) if traced else None),
                 "created_at": now, "claimed_by": outbox.relay_id, "claimed_at": now,
                 "attempts": 1,
             })
@@ -279,9 +294,20 @@ class _OutboxHandle:
         return [row["message_id"] for row in rows]
 
 
-def _as_message(row):
+def _publish_span(row):
+    """The producer span of publishing ``row``, a child of the work that staged it."""
+    return tracing.start_span(
+        f"publish {row.exchange}", tracing.SpanKind.PRODUCER, row.traceparent,
+        tracing.messaging_attributes("publish", row.exchange, row.routing_key, row.message_id,
+                                     row.correlation_id))
+
+
+def _as_message(row, span=None):
+    # untraced here, the row's own trace context still goes on: another process may trace
+    traceparent = tracing.traceparent_of(span) if span is not None else row.traceparent
     return {
         "exchange": row.exchange, "routing_key": row.routing_key, "body": row.body,
         "message_id": row.message_id, "correlation_id": row.correlation_id,
         "type": row.message_type,
+        "headers": {tracing.TRACEPARENT: traceparent} if traceparent else None,
     }

@@ -34,16 +34,16 @@ class FakeOutbox:
         check_payload(self.topology.message(message_type), payload)
 
     def add(self, connection, message_type, payload, message_id=None, correlation_id=None,
-            cause=None):
+            cause=None, traceparent=None):
         """Stage one message; returns its message id."""
         message_id, = self.add_many(connection, message_type, [payload],
                                     message_ids=None if message_id is None else [message_id])
         return message_id
 
     def add_many(self, connection, message_type, payloads, message_ids=None,
-                 correlation_ids=None, causes=None):
-        """Stage ``payloads``; returns their message ids. Correlation ids are not recorded: a
-        worker_factory worker handles no message to take them from."""
+                 correlation_ids=None, causes=None, traceparents=None):
+        """Stage ``payloads``; returns their message ids. Correlation ids and trace parents are not
+        recorded: a worker_factory worker handles no message to take them from."""
         spec = self.topology.message(message_type)
         messages = [outgoing(spec, payload, message_id=message_id)
                     for payload, message_id in zip(payloads, message_ids or [None] * len(payloads))]
