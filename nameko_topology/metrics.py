@@ -1,8 +1,8 @@
 """Prometheus metrics of a service process: the metric objects, and the server that exposes them.
 
 Every service container of a process (``nameko run a b c``) records into one registry,
-:data:`REGISTRY`, and one HTTP server per process serves it on ``METRICS_PORT`` (off when the
-key is unset). The entrypoints and dependencies record through the small objects here, whose
+``REGISTRY`` (made on first use), and one HTTP server per process serves it on
+``METRICS_PORT`` (off when the key is unset). The entrypoints and dependencies record through the small objects here, whose
 label children are bound once per queue, method or message type, so that a message costs a
 counter increment and a histogram observation, not a label lookup:
 
@@ -22,23 +22,18 @@ Metrics::
 import logging
 import threading
 import time
+from functools import cache
 from time import perf_counter
+from types import SimpleNamespace
 
 import eventlet
 import eventlet.wsgi
 from nameko.extensions import SharedExtension
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.process_collector import ProcessCollector
 from sqlalchemy import func, select
 
 from nameko_topology.constants import METRICS_PORT_CONFIG_KEY
 
 log = logging.getLogger(__name__)
-
-#: the registry of every service container in this process
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)  # CPU, memory, open files: the process as a whole
 
 # handlers and RPC methods take from well under a millisecond (a lookup) to seconds (a batch
 # of database writes): prometheus_client's default buckets start at 5 ms
@@ -48,19 +43,47 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #: outcomes of a consumed message
 ACKED, RETRIED, DEAD_LETTERED = "acked", "retried", "dead_lettered"
 
-MESSAGES = Counter(
-    "nameko_topology_messages", "Messages consumed by @handle, by how they were settled",
-    ("service", "queue", "outcome"), registry=REGISTRY)
-HANDLER_SECONDS = Histogram(
-    "nameko_topology_handler_seconds", "Duration of one @handle handler run (a whole batch)",
-    ("service", "queue"), buckets=LATENCY_BUCKETS, registry=REGISTRY)
-PUBLISHED = Counter(
-    "nameko_topology_published", "Outbox messages published and confirmed by the broker",
-    ("service", "message"), registry=REGISTRY)
-RPC_SECONDS = Histogram(
-    "nameko_topology_rpc_seconds",
-    "Duration of one @rpc call, from its dispatch (a wait for a free worker included) to its "
-    "result", ("service", "method"), buckets=LATENCY_BUCKETS, registry=REGISTRY)
+
+@cache
+def _instruments():
+    """The registry and the metric objects, made on first use.
+
+    Not at import: prometheus_client imports socketserver and http.server, which then keep
+    unpatched ``select`` functions if eventlet patches after them, and a test process imports
+    this package (its pytest plugin) before the conftest that patches: a threaded test server
+    would then block the whole process."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client.process_collector import ProcessCollector
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # CPU, memory, open files: the process as a whole
+    registry.register(_outboxes)
+    return SimpleNamespace(
+        REGISTRY=registry,
+        MESSAGES=Counter(
+            "nameko_topology_messages", "Messages consumed by @handle, by how they were settled",
+            ("service", "queue", "outcome"), registry=registry),
+        HANDLER_SECONDS=Histogram(
+            "nameko_topology_handler_seconds",
+            "Duration of one @handle handler run (a whole batch)",
+            ("service", "queue"), buckets=LATENCY_BUCKETS, registry=registry),
+        PUBLISHED=Counter(
+            "nameko_topology_published", "Outbox messages published and confirmed by the broker",
+            ("service", "message"), registry=registry),
+        RPC_SECONDS=Histogram(
+            "nameko_topology_rpc_seconds",
+            "Duration of one @rpc call, from its dispatch (a wait for a free worker included) "
+            "to its result", ("service", "method"), buckets=LATENCY_BUCKETS, registry=registry),
+    )
+
+
+def __getattr__(name):
+    # REGISTRY (the registry of every service container in this process), MESSAGES,
+    # HANDLER_SECONDS, PUBLISHED, RPC_SECONDS: made on first use (see _instruments)
+    if name in ("REGISTRY", "MESSAGES", "HANDLER_SECONDS", "PUBLISHED", "RPC_SECONDS"):
+        return getattr(_instruments(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: the most outbox rows counted at a scrape: the count is then ">= this", at a bounded cost
 MAX_COUNTED_OUTBOX_ROWS = 100_000
@@ -97,10 +120,11 @@ class QueueMetrics(_Timer):
     """
 
     def __init__(self, service, queue):
-        super().__init__(HANDLER_SECONDS.labels(service, queue))
-        self.acked = MESSAGES.labels(service, queue, ACKED)
-        self.retried = MESSAGES.labels(service, queue, RETRIED)
-        self.dead_lettered = MESSAGES.labels(service, queue, DEAD_LETTERED)
+        instruments = _instruments()
+        super().__init__(instruments.HANDLER_SECONDS.labels(service, queue))
+        self.acked = instruments.MESSAGES.labels(service, queue, ACKED)
+        self.retried = instruments.MESSAGES.labels(service, queue, RETRIED)
+        self.dead_lettered = instruments.MESSAGES.labels(service, queue, DEAD_LETTERED)
 
 
 class RpcMetrics(_Timer):
@@ -109,7 +133,7 @@ class RpcMetrics(_Timer):
     refused before a worker runs."""
 
     def __init__(self, service, method):
-        super().__init__(RPC_SECONDS.labels(service, method))
+        super().__init__(_instruments().RPC_SECONDS.labels(service, method))
 
 
 class PublishedMetrics:
@@ -124,8 +148,8 @@ class PublishedMetrics:
         for message_type in message_types:
             child = self._children.get(message_type)
             if child is None:
-                child = self._children[message_type] = PUBLISHED.labels(self.service,
-                                                                         message_type)
+                child = self._children[message_type] = _instruments().PUBLISHED.labels(
+                    self.service, message_type)
             child.inc()
 
 
@@ -148,6 +172,8 @@ class _OutboxCollector:
             self._outboxes.pop(service, None)
 
     def collect(self):
+        from prometheus_client.core import GaugeMetricFamily  # see _instruments
+
         pending = GaugeMetricFamily("nameko_topology_outbox_pending",
                                     "Outbox rows not yet published (capped at "
                                     f"{MAX_COUNTED_OUTBOX_ROWS})", labels=("service",))
@@ -179,7 +205,6 @@ class _OutboxCollector:
 
 
 _outboxes = _OutboxCollector()
-REGISTRY.register(_outboxes)
 
 
 def watch_outbox(service, database, table):
@@ -220,8 +245,10 @@ class _ProcessServer:
                     raise OSError(exc.errno, f"config {METRICS_PORT_CONFIG_KEY}: cannot serve "
                                              f"metrics on port {port}: {exc.strerror}") from None
                 self.port = self._socket.getsockname()[1]
+                from prometheus_client import make_wsgi_app  # see _instruments
+
                 self._thread = eventlet.spawn(
-                    eventlet.wsgi.server, self._socket, make_wsgi_app(REGISTRY),
+                    eventlet.wsgi.server, self._socket, make_wsgi_app(_instruments().REGISTRY),
                     log_output=False)  # one access line per scrape is noise
                 log.info("serving metrics on port %s (/metrics)", self.port)
             self._users += 1

@@ -42,3 +42,15 @@ def test_nameko_run_finds_the_services_of_a_module_not_the_health_mixin_it_impor
     from nameko_services.orders import OrdersService
 
     assert import_service("nameko_services.orders") == [OrdersService]
+
+
+def test_importing_the_framework_imports_no_server_module_eventlet_must_patch_first():
+    # the pytest plugin imports the package before a conftest's eventlet.monkey_patch(): a
+    # socketserver imported by then keeps unpatched select functions, and a threaded test
+    # server blocks the whole process (prometheus_client imports it: see metrics.py)
+    code = ("import sys, nameko_topology, nameko_topology.testing.plugin; "
+            "print(sorted(m for m in ('socketserver', 'http.server', 'prometheus_client') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
