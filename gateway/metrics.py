@@ -24,11 +24,12 @@ import logging
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from gateway.request_id import elapsed
 from gateway.rpc import RemoteError, RpcTimeout, ServiceUnavailable
 from nameko_topology.metrics import LATENCY_BUCKETS
 
@@ -164,21 +165,15 @@ def init_app(app, metrics):
     """Keep ``metrics`` on ``app.extensions["metrics"]``, time and count every request, and
     serve ``GET /metrics``."""
     app.extensions["metrics"] = metrics
-    app.before_request(_start_timer)
     app.after_request(_record_request)
     app.register_blueprint(blueprint)
 
 
-def _start_timer():
-    g.metrics_started = time.perf_counter()
-
-
 def _record_request(response):
-    started = g.get("metrics_started")
     current_app.extensions["metrics"].request(
         request.method if request.method in METHODS else "other",
         request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE,
-        response.status_code, None if started is None else time.perf_counter() - started)
+        response.status_code, elapsed())
     return response
 
 

@@ -1,4 +1,5 @@
-"""The request id: every request has one, on ``flask.g.request_id`` and on its response.
+"""The request id: every request has one, on ``flask.g.request_id`` and on its response; and
+its start, from which the access log and the metrics time it (:func:`elapsed`).
 
 Every log line written while the request is served carries it as ``correlation_id``. A
 client's ``X-Request-ID`` is taken when it is a safe token (:data:`SAFE_REQUEST_ID`: what
@@ -7,6 +8,7 @@ or when there is none, the gateway makes one. The response always carries it bac
 responses included, so a client can quote it and an operator find every log line about it.
 """
 import re
+import time
 import uuid
 
 from flask import g, request
@@ -32,7 +34,14 @@ def init_app(app):
     app.teardown_request(_unbind_request_id)
 
 
+def elapsed():
+    """Seconds since the current request's first hook ran; ``None`` if it never did."""
+    started = g.get("request_started")
+    return None if started is None else time.perf_counter() - started
+
+
 def _take_request_id():
+    g.request_started = time.perf_counter()
     g.request_id = request_id_of(request.headers.get(HEADER))
     # the server's threads serve one request after another: the teardown unbinds it
     g.log_fields_token = bind_fields(correlation_id=g.request_id)

@@ -5,6 +5,9 @@ eventlet.monkey_patch()  # noqa: E402
 
 import pytest  # noqa: E402
 
+from nameko_topology.testing.broker import TestVhost  # noqa: E402
+from scripts.stack import Stack  # noqa: E402
+
 #: set on a test item that failed (setup, call or teardown): fixtures then print logs
 FAILED = pytest.StashKey[bool]()
 
@@ -36,3 +39,22 @@ def postgres_db(postgres_server):
     from nameko_topology.testing.postgres import TestDatabase
     with TestDatabase() as database:
         yield database
+
+
+@pytest.fixture(scope="module")
+def pipeline(rabbit_base_uri, tmp_path_factory):
+    """``pipeline(name, **stack_options)``: the pipeline's processes (a ``Stack``) started in a
+    vhost of their own, for the rest of the module; stopped, and the vhost deleted, after it."""
+    started = []
+
+    def pipeline(name, **options):
+        vhost = TestVhost(rabbit_base_uri).create()
+        stack = Stack(vhost.amqp_uri, tmp_path_factory.mktemp(name) / "data", **options)
+        started.append((vhost, stack))
+        stack.start(timeout=90)
+        return stack
+
+    yield pipeline
+    for vhost, stack in reversed(started):
+        stack.stop()
+        vhost.delete()

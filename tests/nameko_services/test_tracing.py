@@ -6,23 +6,18 @@ import uuid
 import pytest
 import requests
 
-from nameko_topology.testing.broker import TestVhost, wait_for
-from scripts.stack import GATEWAY, SERVICES, Stack
+from nameko_topology.testing.broker import wait_for
+from scripts.stack import GATEWAY, SERVICES
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def traced_stack(rabbit_base_uri, tmp_path):
-    vhost = TestVhost(rabbit_base_uri).create()
-    stack = Stack(vhost.amqp_uri, tmp_path / "data",
-                  env={"TRACING": f"file:{tmp_path}/{{service}}.spans.jsonl"})
-    try:
-        stack.start(timeout=90)
-        yield stack, tmp_path
-    finally:
-        stack.stop()
-        vhost.delete()
+@pytest.fixture(scope="module")
+def traced_stack(pipeline, tmp_path_factory):
+    """The pipeline, each process writing its spans to a file of its own."""
+    directory = tmp_path_factory.mktemp("spans")
+    return pipeline("tracing", env={"TRACING": f"file:{directory}/{{service}}.spans.jsonl"}), \
+        directory
 
 
 def spans_of(directory, trace_id):
