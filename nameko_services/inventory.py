@@ -11,7 +11,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services import HANDLER_BATCH_SIZE, migrations
 from nameko_services.columns import TruncatedString
 from nameko_topology import (
     Correlation, Database, HealthCheck, Outbox, handle, insert_once, rpc,
@@ -117,7 +117,7 @@ class InitialStock(DependencyProvider):
 class InventoryService(HealthCheck):
     name = "inventory"
 
-    db = Database(metadata)
+    db = Database(metadata, migrations=migrations.of("inventory"))
     outbox = Outbox("db")
     initial_stock = InitialStock("db")
     correlation = Correlation()

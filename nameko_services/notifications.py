@@ -4,7 +4,7 @@ import time
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueConstraint, select
 
-from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services import HANDLER_BATCH_SIZE, migrations
 from nameko_services.columns import TruncatedString
 from nameko_topology import Correlation, Database, HealthCheck, handle, insert_each_once, rpc
 from nameko_topology.logcontext import log_context
@@ -35,7 +35,7 @@ CONFIRMATION, FAILURE = "confirmation", "failure"
 class NotificationsService(HealthCheck):
     name = "notifications"
 
-    db = Database(metadata)
+    db = Database(metadata, migrations=migrations.of("notifications"))
     correlation = Correlation()
 
     @handle("inventory_reserved_queue", batch_size=HANDLER_BATCH_SIZE)

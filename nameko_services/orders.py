@@ -8,7 +8,7 @@ from uuid6 import uuid7
 
 from nameko.exceptions import serialize
 
-from nameko_services import HANDLER_BATCH_SIZE
+from nameko_services import HANDLER_BATCH_SIZE, migrations
 from nameko_services.columns import TruncatedString
 from nameko_topology import (
     Correlation, Database, HealthCheck, InvalidMessage, Outbox, handle, insert_once, rpc,
@@ -63,7 +63,7 @@ class OrderConflict(Exception):
 class OrdersService(HealthCheck):
     name = "orders"
 
-    db = Database(metadata)
+    db = Database(metadata, migrations=migrations.of("orders"))
     outbox = Outbox("db")
     correlation = Correlation()
 

@@ -40,16 +40,21 @@ class Database(DependencyProvider):
                     ...
     """
 
-    def __init__(self, metadata):
+    def __init__(self, metadata, migrations=None):
         self.metadata = metadata
+        self.migrations = migrations
 
     @cached_property
     def handle(self):
         """The service's :class:`DatabaseHandle`; built on first use by any extension's setup."""
         config = self.container.config
+        service = self.container.service_name
         url = config.get(DATABASE_URL_CONFIG_KEY) or _sqlite_url(
-            config.get(DATA_DIR_CONFIG_KEY) or DEFAULT_DATA_DIR, self.container.service_name)
-        return DatabaseHandle(url)
+            config.get(DATA_DIR_CONFIG_KEY) or DEFAULT_DATA_DIR, service)
+        handle = DatabaseHandle(url)
+        if self.migrations is not None:
+            handle.migrate(self.metadata, self.migrations, f"{service}_alembic_version")
+        return handle
 
     def setup(self):
         self.handle.create(self.metadata)
@@ -110,13 +115,21 @@ class DatabaseHandle:
             self._lock = None
         self._schema_lock = Semaphore(1)
         self._created = set()  # the MetaData whose tables this handle has made sure of
+        self._migrations = {}  # MetaData -> (script location, version table, attributes)
+
+    def migrate(self, metadata, script_location, version_table, **attributes):
+        """Make the tables of ``metadata`` with the Alembic migrations in ``script_location``
+        (see :mod:`nameko_topology.migrations`) instead of creating them: :meth:`create` then
+        upgrades to their head, recording it in ``version_table``."""
+        self._migrations[metadata] = (script_location, version_table, attributes)
 
     def create(self, metadata):
-        """Create the tables of ``metadata`` that do not exist yet.
+        """Create the tables of ``metadata`` that do not exist yet, or bring them to the head of
+        their migrations (:meth:`migrate`).
 
         Safe to call from several extensions' ``setup`` at once (nameko runs them concurrently)
-        and from several processes sharing one PostgreSQL database: "create if missing" is a
-        check then a create, so concurrent callers are serialised.
+        and from several processes sharing one PostgreSQL database: "create if missing" and an
+        upgrade are a check then a change, so concurrent callers are serialised.
         """
         with self._schema_lock:
             if metadata in self._created:
@@ -126,7 +139,13 @@ class DatabaseHandle:
                     # released at commit; DDL is transactional in PostgreSQL
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                        {"key": _SCHEMA_LOCK_KEY})
-                metadata.create_all(connection)
+                if metadata in self._migrations:
+                    script_location, version_table, attributes = self._migrations[metadata]
+                    # imported here: Alembic is only for the services that have migrations
+                    from nameko_topology.migrations import upgrade
+                    upgrade(connection, script_location, version_table, **attributes)
+                else:
+                    metadata.create_all(connection)
             self._created.add(metadata)
 
     def ping(self):

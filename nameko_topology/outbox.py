@@ -36,6 +36,7 @@ from nameko_topology import metrics
 from nameko_topology.messages import (
     MAX_CORRELATION_ID_LENGTH, check_payload, max_message_bytes, outgoing,
 )
+from nameko_topology.migrations import OUTBOX_MIGRATIONS
 from nameko_topology import tracing
 from nameko_topology.correlation import correlation_id_of, usable
 
@@ -101,7 +102,10 @@ class Outbox(DependencyProvider):
         self.batch_size = config.get(OUTBOX_BATCH_SIZE_CONFIG_KEY, DEFAULT_OUTBOX_BATCH_SIZE)
         self.database = database_of(self.container, self.database_attr, "Outbox")
         self.table = table = outbox_table(MetaData(), self.container.service_name)
-        self.database.create(self.table.metadata)
+        self.database.migrate(table.metadata, OUTBOX_MIGRATIONS,
+                              f"{self.container.service_name}_outbox_alembic_version",
+                              table=table.name)
+        self.database.create(table.metadata)
         self.publisher = BatchPublisher(self.container.config[AMQP_URI_CONFIG_KEY])
         self.max_message_bytes = max_message_bytes(self.container.config)
         self.relay_id = uuid.uuid4().hex
