@@ -76,9 +76,14 @@ class WorkerLogContext(DependencyProvider):
     and ``correlation_id`` of the message it handles (a batch handler's worker has none of its
     own: each message has its own, see :func:`log_context`)."""
 
+    def bind(self, container, attr_name):
+        # when the container is made, before any extension's setup: the lines that setup
+        # writes (a migration's, say) are the service's too
+        if container.service_name not in _services:
+            _services.append(container.service_name)
+        return super().bind(container, attr_name)
+
     def setup(self):
-        if self.container.service_name not in _services:
-            _services.append(self.container.service_name)
         self._tokens = WeakKeyDictionary()
 
     def stop(self):
