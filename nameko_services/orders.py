@@ -137,9 +137,10 @@ class OrdersService(HealthCheck):
                                      traceparents=[traceparent
                                                    for _, _, (_, traceparent) in new])
             for index, order, _ in new:
-                with log_context(order_id=order["order_id"],
-                                 correlation_id=order["correlation_id"]):
-                    log.debug("order placed: %s x %s", order["quantity"], order["item"])
+                if log.isEnabledFor(logging.DEBUG):  # as inventory's: no binding per order else
+                    with log_context(order_id=order["order_id"],
+                                     correlation_id=order["correlation_id"]):
+                        log.debug("order placed: %s x %s", order["quantity"], order["item"])
                 outcomes[index] = _as_dict(order)
             return
         except IntegrityError:

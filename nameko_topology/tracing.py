@@ -209,5 +209,7 @@ class WorkerTracing(DependencyProvider):
         _worker_spans[worker_ctx] = spans
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
+        if _tracer is None:  # as worker_setup: nothing was started
+            return
         for span in set((_worker_spans.pop(worker_ctx, None) or {}).values()):
             end_span(span, exc_info[1] if exc_info else None)
