@@ -6,9 +6,11 @@ shipment (the outbox), so a shipment and its event are committed together or not
 """
 import time
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, select
 
 from nameko_topology import Database, HealthCheck, Outbox, handle, insert_once, rpc
+from nameko_topology.pages import cursor_position, page_size, read_page
+from nameko_topology.positions import next_positions
 
 metadata = MetaData()
 
@@ -19,6 +21,9 @@ shipments = Table(
     Column("item", String(100), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("scheduled_at", Float, nullable=False),
+    # commit order: the key list_shipments pages by, so that a cursor never skips a shipment
+    Column("position", BigInteger, nullable=False),
+    Index("shipping_shipments_position", "position", unique=True),
 )
 
 
@@ -34,7 +39,8 @@ class ShippingService(HealthCheck):
         shipment = {"order_id": reservation["order_id"], "item": reservation["item"],
                     "quantity": reservation["quantity"], "scheduled_at": time.time()}
         with self.db.transaction() as connection:
-            if insert_once(connection, shipments, **shipment):
+            position, = next_positions(connection, shipments.c.position, 1)
+            if insert_once(connection, shipments, **shipment, position=position):
                 self.outbox.add(connection, "ShipmentScheduled", shipment)
 
     @rpc
@@ -43,11 +49,18 @@ class ShippingService(HealthCheck):
         with self.db.transaction() as connection:
             row = connection.execute(
                 select(shipments).where(shipments.c.order_id == order_id)).first()
-        return None if row is None else row._asdict()
+        return None if row is None else _shipment(row)
 
     @rpc
-    def list_shipments(self):
-        """Every shipment, oldest first."""
+    def list_shipments(self, limit=None, cursor=None):
+        """One page of the shipments, oldest first: ``{"items": [...], "next": cursor,
+        "more": bool}``; ``limit`` 1 to 1,000 (default 100), ``cursor`` a page's ``next``."""
         with self.db.transaction() as connection:
-            rows = connection.execute(select(shipments).order_by(shipments.c.scheduled_at)).all()
-        return [row._asdict() for row in rows]
+            return read_page(connection, select(shipments), shipments.c.position,
+                             cursor_position(cursor), page_size(limit), item=_shipment)
+
+
+def _shipment(row):
+    shipment = row._asdict()
+    del shipment["position"]  # the table's bookkeeping, not the shipment's
+    return shipment

@@ -29,7 +29,7 @@ def test_a_reservation_delivered_twice_is_shipped_once_and_announced_once(
     shipment = call(runner, "get_shipment", "o-1")
     assert shipment == {"order_id": "o-1", "item": "widget-A", "quantity": 2,
                         "scheduled_at": shipment["scheduled_at"]}
-    assert [s["order_id"] for s in call(runner, "list_shipments")] == ["o-1"]
+    assert [s["order_id"] for s in call(runner, "list_shipments")["items"]] == ["o-1"]
 
     runner.stop()  # the outbox publishes what was staged before it stops
     events = take_messages("shipment_scheduled_queue")
@@ -65,5 +65,5 @@ def test_malformed_reservations_are_dead_lettered_with_their_reason_and_shipping
     # workers run side by side: dead letters need not come in the order of the bodies
     assert {letter["body"]: (letter["queue"], letter["reason"]) for letter in dead_letters()} == {
         body: ("shipping_reserved_queue", reason) for body, reason in MALFORMED.items()}
-    assert [s["order_id"] for s in call(runner, "list_shipments")] == ["o-1"]
+    assert [s["order_id"] for s in call(runner, "list_shipments")["items"]] == ["o-1"]
     assert queue_depth("shipping_reserved_queue") == 0

@@ -28,7 +28,7 @@ def test_the_same_reservation_twice_schedules_one_shipment(shipping):
     shipping.on_inventory_reserved(RESERVATION)
     shipping.on_inventory_reserved(RESERVATION)
 
-    assert [s["order_id"] for s in shipping.list_shipments()] == ["o-1"]
+    assert [s["order_id"] for s in shipping.list_shipments()["items"]] == ["o-1"]
     assert [message_type for message_type, _ in shipping.outbox.staged] == ["ShipmentScheduled"]
 
 
@@ -36,7 +36,7 @@ def test_shipments_are_listed_oldest_first_and_an_unknown_order_has_none(shippin
     for order_id in ("o-2", "o-1", "o-3"):
         shipping.on_inventory_reserved({**RESERVATION, "order_id": order_id})
 
-    assert [s["order_id"] for s in shipping.list_shipments()] == ["o-2", "o-1", "o-3"]
+    assert [s["order_id"] for s in shipping.list_shipments()["items"]] == ["o-2", "o-1", "o-3"]
     assert shipping.get_shipment("o-4") is None
 
 
