@@ -10,10 +10,11 @@ Routes::
     POST /order              orders.place_order(item, quantity, order_id, idempotency_key,
                              correlation_id=<the request id>) -> 202
                              (sent batched as orders.place_orders: gateway/batcher.py)
-    GET  /orders             orders.list_orders()
+    GET  /orders             orders.list_orders(limit, cursor, status, item), page by page
+                             (gateway/pages.py); ?limit=&cursor=&status=&item=
     GET  /orders/<order_id>  orders.get_order(order_id), 404 if unknown
     GET  /inventory          inventory.get_inventory()
-    GET  /processed          inventory.list_processed()
+    GET  /processed          inventory.list_processed(limit, cursor); ?limit=&cursor=
     GET  /notifications      notifications.list_notifications(after, limit); ?after=<id>&limit=<n>
     GET  /health             broker and every service's health(), 200 or 503
     GET  /health/live        200 while the process answers
@@ -33,7 +34,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gateway import access_log, admin, health, metrics, openapi, request_id, tracing
+from gateway import access_log, admin, health, metrics, openapi, pages, request_id, tracing
 from gateway.batcher import CallBatcher
 from gateway.rpc import RemoteError, RpcClient, ServiceUnavailable
 from nameko_topology import load_topology
@@ -41,6 +42,7 @@ from nameko_topology.constants import DEFAULT_AMQP_URI, DEFAULT_TOPOLOGY_FILE
 from nameko_topology.exceptions import TopologyError
 from nameko_topology.management import ManagementApi
 from nameko_topology.messages import field_problems
+from nameko_topology.pages import MAX_PAGE_SIZE, is_cursor
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,8 @@ def create_app(config=None, rpc=None):
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"] + 1
     app.json.sort_keys = False  # keep the services' field order
     topology = app.extensions["topology"] = load_topology(app.config["TOPOLOGY_FILE"])
-    order_placed, app.extensions["order_id_shape"] = _order_shapes(
-        topology, app.config["TOPOLOGY_FILE"])
+    order_placed, app.extensions["order_id_shape"], app.extensions["item_shape"] = \
+        _order_shapes(topology, app.config["TOPOLOGY_FILE"])
     app.extensions["order_placed"] = order_placed
     app.extensions["openapi"] = openapi.document(order_placed)
     app_metrics = metrics.GatewayMetrics(lambda: app.extensions["management"], topology)
@@ -154,19 +156,20 @@ def create_app(config=None, rpc=None):
 
 
 def _order_shapes(topology, topology_file):
-    """The OrderPlaced message of ``topology``, and the shape of its ``order_id`` alone
-    (GET /orders/<order_id> checks the id by itself)."""
+    """The OrderPlaced message of ``topology``, and the shapes of its ``order_id`` and its
+    ``item`` alone (GET /orders/<order_id> and GET /orders?item= check them by themselves)."""
     order_placed = topology.message(ORDER_PLACED)
-    order_id_shape = replace(
-        order_placed, name=ORDER_PLACED + ".order_id",
-        fields=tuple(f for f in order_placed.fields if f.name == "order_id"))
+    order_id_shape, item_shape = (replace(
+        order_placed, name=f"{ORDER_PLACED}.{name}",
+        fields=tuple(f for f in order_placed.fields if f.name == name))
+        for name in ("order_id", "item"))
     # else every order sent without an id would be refused, blaming an order_id nobody sent
     problems = field_problems(order_id_shape, {"order_id": new_order_id()})
     if problems:
         raise TopologyError(topology_file, [
             (f"{ORDER_PLACED}.order_id", "refuses the ids the gateway picks (32 hex digits): "
              + message) for _, message in problems])
-    return order_placed, order_id_shape
+    return order_placed, order_id_shape, item_shape
 
 
 def new_order_id():
@@ -241,7 +244,11 @@ def place_order():
 
 @api.get("/orders")
 def list_orders():
-    return jsonify(call("orders", "list_orders"))
+    filters = {"status": _query_status(), "item": _query_item()}
+    return pages.respond(
+        lambda cursor, limit: call("orders", "list_orders", cursor=cursor, limit=limit,
+                                   **filters),
+        _query_limit(), _query_cursor(), "cursor")
 
 
 @api.get("/orders/<order_id>")
@@ -262,14 +269,18 @@ def get_inventory():
 
 @api.get("/processed")
 def list_processed():
-    return jsonify(call("inventory", "list_processed"))
+    return pages.respond(
+        lambda cursor, limit: call("inventory", "list_processed", cursor=cursor, limit=limit),
+        _query_limit(), _query_cursor(), "cursor")
 
 
 @api.get("/notifications")
 def list_notifications():
     after = _query_int("after", default=0, minimum=0)
-    limit = _query_int("limit", default=None, minimum=1)
-    return jsonify(call("notifications", "list_notifications", after=after, limit=limit))
+    return pages.respond(
+        lambda after, limit: call("notifications", "list_notifications", after=after,
+                                  limit=limit),
+        _query_limit(), after, "after")
 
 
 @api.get("/openapi.json")
@@ -320,6 +331,43 @@ def _query_int(name, default, minimum):
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < minimum:
         raise bad_request("{} must be an integer >= {}".format(name, minimum), name)
     return int(raw)
+
+
+def _query_limit():
+    """``limit``: 1 to MAX_PAGE_SIZE rows; ``None`` when absent (the whole list)."""
+    limit = _query_int("limit", default=None, minimum=1)
+    if limit is not None and limit > MAX_PAGE_SIZE:
+        raise bad_request(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}", "limit")
+    return limit
+
+
+def _query_cursor():
+    """``cursor``: a page's next, as its Link header gave it; ``None`` when absent."""
+    cursor = request.args.get("cursor")
+    if cursor is not None and not is_cursor(cursor):
+        raise bad_request("cursor must be one a Link header gave", "cursor")
+    return cursor
+
+
+def _query_status():
+    status = request.args.get("status")
+    if status is not None and status not in openapi.ORDER_STATUSES:
+        raise bad_request("status must be one of " + ", ".join(openapi.ORDER_STATUSES),
+                          "status")
+    return status
+
+
+def _query_item():
+    """``item``: an item as an order can name it (the topology's OrderPlaced.item)."""
+    item = request.args.get("item")
+    if item is None:
+        return None
+    problems = field_problems(current_app.extensions["item_shape"], {"item": item})
+    if problems:
+        raise bad_request("; ".join(message for _, message in problems), "item")
+    if "\x00" in item:  # as in POST /order: no stored item has one
+        raise bad_request("item must not contain NUL", "item")
+    return item
 
 
 def validate_order(order_placed, body, idempotency_key=None):

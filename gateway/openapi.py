@@ -5,6 +5,10 @@ a POST /order body are the topology's OrderPlaced message, so :func:`document` b
 that. The tests check the document with openapi-spec-validator and run schemathesis against
 the live gateway with it (tests/gateway/test_openapi.py).
 """
+from nameko_topology.pages import MAX_PAGE_SIZE as _MAX_PAGE_SIZE
+
+#: the statuses an order has, and GET /orders?status= takes
+ORDER_STATUSES = ("PENDING", "CONFIRMED", "REJECTED")
 
 
 def _ref(name):
@@ -36,6 +40,34 @@ def _read(summary, schema, op_id, extra=None, parameters=None):
     return {"get": operation}
 
 
+def _list(summary, item, op_id, cursor, filters=()):
+    """A list route (gateway/pages.py): the whole list, or with ``limit`` one page and a Link
+    to the next; ``cursor`` is the parameter that names where a page starts."""
+    items = _ref(item) if isinstance(item, str) else item
+    starts = {
+        "cursor": {"name": "cursor", "in": "query", "required": False,
+                   "description": "where the page starts: the cursor of a Link header's next "
+                                  "page (opaque; the first page without it)",
+                   "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}},
+        "after": {"name": "after", "in": "query", "required": False,
+                  "description": "only notices with a higher id (default 0): the last id seen",
+                  "schema": {"type": "integer", "minimum": 0, "maximum": 999999999999999999}},
+    }[cursor]
+    limit = {"name": "limit", "in": "query", "required": False,
+             "description": "at most this many, and a Link header to the next page when there "
+                            "are more; without it the whole list (streamed)",
+             "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_PAGE_SIZE}}
+    route = _read(summary, {"type": "array", "items": items}, op_id,
+                  extra={"400": _error("a bad " + ", ".join(
+                      [p["name"] for p in (limit, starts, *filters)]) + ', named in "field"')},
+                  parameters=[limit, starts, *filters])
+    route["get"]["responses"]["200"]["headers"] = {"Link": {
+        "description": '<the path and query of the next page>; rel="next", when there is '
+                       'one (a paged response only)',
+        "schema": {"type": "string"}}}
+    return route
+
+
 _UNAVAILABLE = _error(
     "a service or the broker did not answer within the RPC timeout (5 s)",
     {"Retry-After": {"description": "seconds to wait before retrying",
@@ -52,8 +84,11 @@ NOT_ONLY_SPACES = (
 def document(order_placed):
     """The OpenAPI document of the gateway whose POST /order makes ``order_placed`` messages
     (a :class:`~nameko_topology.model.MessageSpec`)."""
+    item = order_placed.json_schema["properties"]["item"]
     return dict(_DOCUMENT, components={"schemas": dict(
-        _SCHEMAS, OrderRequest=_order_request(order_placed))})
+        _SCHEMAS, OrderRequest=_order_request(order_placed),
+        # what GET /orders?item= takes: any item an OrderPlaced can name
+        OrderItem=dict(item, allOf=[{"pattern": "^[^\\u0000]*$"}]))})
 
 
 def _order_request(order_placed):
@@ -118,8 +153,16 @@ _DOCUMENT = {
                 "503": _UNAVAILABLE,
             },
         }},
-        "/orders": _read("every order, oldest first", {"type": "array", "items": _ref("Order")},
-                        "listOrders"),
+        "/orders": _list(
+            "orders, in the order they were stored", "Order", "listOrders", "cursor",
+            filters=[
+                {"name": "status", "in": "query", "required": False,
+                 "description": "only the orders with this status",
+                 "schema": {"enum": list(ORDER_STATUSES)}},
+                {"name": "item", "in": "query", "required": False,
+                 "description": "only the orders of this item (exactly as stored)",
+                 "schema": _ref("OrderItem")},
+            ]),
         "/orders/{order_id}": _read(
             "one order", _ref("Order"), "getOrder",
             extra={"404": _error("no such order (also any id outside the order-id alphabet)")},
@@ -129,20 +172,11 @@ _DOCUMENT = {
                            {"type": "object", "additionalProperties": {"type": "integer",
                                                                        "minimum": 0}},
                            "getInventory"),
-        "/processed": _read("the order ids inventory has handled, oldest first",
-                           {"type": "array", "items": {"type": "string"}}, "listProcessed"),
-        "/notifications": _read(
-            "notices, oldest first", {"type": "array", "items": _ref("Notification")},
-            "listNotifications",
-            extra={"400": _error("a bad after or limit, named in \"field\"")},
-            parameters=[
-                {"name": "after", "in": "query", "required": False,
-                 "description": "only notices with a higher id (default 0)",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 999999999999999999}},
-                {"name": "limit", "in": "query", "required": False,
-                 "description": "at most this many notices",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 999999999999999999}},
-            ]),
+        "/processed": _list("the ids of the orders inventory has handled, in that order",
+                            {"type": "string"}, "listProcessed", "cursor"),
+        "/notifications": _list(
+            "notices, in the order they were recorded", "Notification", "listNotifications",
+            "after"),
         "/health": {"get": {
             "summary": "the broker's and every service's health",
             "operationId": "health",
@@ -201,7 +235,7 @@ _SCHEMAS = {
             "order_id": {"type": "string"},
             "item": {"type": "string"},
             "quantity": {"type": "integer"},
-            "status": {"enum": ["PENDING", "CONFIRMED", "REJECTED"]},
+            "status": {"enum": list(ORDER_STATUSES)},
             "reason": {"type": ["string", "null"], "description": "why it was REJECTED"},
             "correlation_id": _CORRELATION_ID,
             "created_at": {"type": "number", "description": "seconds since the epoch"},

@@ -7,7 +7,8 @@ from itertools import groupby
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
-    CheckConstraint, Column, Float, Integer, MetaData, String, Table, bindparam, select, update,
+    BigInteger, CheckConstraint, Column, Float, Index, Integer, MetaData, String, Table, bindparam,
+    select, update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +19,8 @@ from nameko_topology import (
 )
 from nameko_topology.database import database_of
 from nameko_topology.logcontext import log_context
+from nameko_topology.pages import cursor_position, page_size, read_page
+from nameko_topology.positions import next_positions
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ processed = Table(
     Column("outcome", String(20), nullable=False),
     Column("reason", TruncatedString(500)),
     Column("processed_at", Float, nullable=False),
+    # commit order (nameko_topology.positions): GET /processed pages by it and skips no order
+    Column("position", BigInteger, nullable=False),
+    Index("inventory_processed_position", "position", unique=True),
 )
 
 INITIAL_STOCK_ENV = "INITIAL_STOCK"
@@ -175,6 +181,10 @@ class InventoryService(HealthCheck):
         # one of these orders since the lookup, its row is there and the batch rolls back.
         if not inbox:
             return
+        # last, so the position lock is held from here to the commit only
+        for row, position in zip(inbox, next_positions(connection, processed.c.position,
+                                                       len(inbox))):
+            row["position"] = position
         try:
             connection.execute(RECORD_PROCESSED, inbox)
         except IntegrityError as exc:
@@ -215,8 +225,14 @@ class InventoryService(HealthCheck):
                     for row in connection.execute(select(stock).order_by(stock.c.item))}
 
     @rpc
-    def list_processed(self):
+    def list_processed(self, limit=None, cursor=None):
+        """One page of the ids of the orders handled, in the order they were (see
+        :mod:`nameko_topology.pages`): ``{"items": [order_id, ...], "next": cursor or None}``.
+
+        ``limit``: 1 to 1,000 ids (default 100); ``cursor``: a page's ``next``.
+        """
+        limit, after = page_size(limit), cursor_position(cursor)
         with self.db.transaction() as connection:
-            return [row.order_id for row in connection.execute(
-                select(processed.c.order_id).order_by(processed.c.processed_at))]
+            return read_page(connection, select(processed.c.order_id, processed.c.position),
+                             processed.c.position, after, limit, item=lambda row: row.order_id)
 

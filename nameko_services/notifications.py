@@ -8,7 +8,10 @@ from nameko_services import HANDLER_BATCH_SIZE, migrations
 from nameko_services.columns import TruncatedString
 from nameko_topology import Correlation, Database, HealthCheck, handle, insert_each_once, rpc
 from nameko_topology.logcontext import log_context
+from nameko_topology.exceptions import InvalidMessage
 from nameko_topology.messages import MAX_CORRELATION_ID_LENGTH
+from nameko_topology.pages import page_size, read_page
+from nameko_topology.positions import lock_positions
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class NotificationsService(HealthCheck):
                  "correlation_id": self.correlation(event), "created_at": now}
                 for event, message in notices]
         with self.db.transaction() as connection:
+            # the ids drawn by the insert are then in commit order: list_notifications' promise
+            lock_positions(connection, notifications)
             insert_each_once(connection, notifications, rows)
         if log.isEnabledFor(logging.DEBUG):
             for row in rows:
@@ -68,17 +73,21 @@ class NotificationsService(HealthCheck):
 
     @rpc
     def list_notifications(self, after=0, limit=None):
-        """Notices in the order they were recorded, those with an ``id`` above ``after`` only.
+        """One page of the notices, in the order they were recorded, those with an ``id`` above
+        ``after`` only: ``{"items": [notice, ...], "next": id or None}`` (see
+        :mod:`nameko_topology.pages`); ``limit``: 1 to 1,000 notices (default 100).
 
-        The ids increase, so a reader that passes the last id it saw gets only what is new.
+        The ids increase in commit order, so a reader that passes the last id it saw (the
+        page's ``next``) gets everything recorded since, and nothing twice.
         """
-        query = select(notifications).where(notifications.c.id > after).order_by(notifications.c.id)
-        if limit is not None:
-            query = query.limit(limit)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidMessage(f"after must be an integer >= 0, got {after!r}")
         with self.db.transaction() as connection:
-            rows = connection.execute(query).all()
-        return [{"id": row.id, "order_id": row.order_id, "kind": row.kind, "item": row.item,
-                 "quantity": row.quantity, "message": row.message,
-                 "correlation_id": row.correlation_id, "created_at": row.created_at}
-                for row in rows]
+            return read_page(connection, select(notifications), notifications.c.id, after,
+                             page_size(limit), item=_notice, cursor_of=int)
 
+
+def _notice(row):
+    return {"id": row.id, "order_id": row.order_id, "kind": row.kind, "item": row.item,
+            "quantity": row.quantity, "message": row.message,
+            "correlation_id": row.correlation_id, "created_at": row.created_at}

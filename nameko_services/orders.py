@@ -2,7 +2,9 @@
 import logging
 import time
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, select, update
+from sqlalchemy import (
+    BigInteger, Column, Float, Index, Integer, MetaData, String, Table, bindparam, select, update,
+)
 from sqlalchemy.exc import IntegrityError
 from uuid6 import uuid7
 
@@ -16,6 +18,8 @@ from nameko_topology import (
 from nameko_topology.correlation import usable
 from nameko_topology.logcontext import log_context
 from nameko_topology.messages import MAX_CORRELATION_ID_LENGTH
+from nameko_topology.pages import cursor_position, page_size, read_page
+from nameko_topology.positions import next_positions
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +37,16 @@ orders = Table(
     Column("correlation_id", String(MAX_CORRELATION_ID_LENGTH)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # commit order (nameko_topology.positions): GET /orders pages by it and skips no order
+    Column("position", BigInteger, nullable=False),
+    Index("orders_orders_position", "position", unique=True),
+    # the filters of GET /orders, each followed by the page key
+    Index("orders_orders_status_position", "status", "position"),
+    Index("orders_orders_item_position", "item", "position"),
 )
 
 PENDING, CONFIRMED, REJECTED = "PENDING", "CONFIRMED", "REJECTED"
+STATUSES = (PENDING, CONFIRMED, REJECTED)
 
 INSERT_ORDERS = orders.insert()  # one statement object: its compiled form is cached by identity
 
@@ -129,7 +140,11 @@ class OrdersService(HealthCheck):
         try:
             # usually every order is new: one INSERT for the orders, one for their events
             with self.db.transaction() as connection:
-                connection.execute(INSERT_ORDERS, [order for _, order, _ in new])
+                # last thing before the inserts: the position lock is held until the commit
+                positions = next_positions(connection, orders.c.position, len(new))
+                connection.execute(INSERT_ORDERS, [{**order, "position": position}
+                                                   for (_, order, _), position
+                                                   in zip(new, positions)])
                 self.outbox.add_many(connection, "OrderPlaced",
                                      [placed for _, _, (placed, _) in new],
                                      correlation_ids=[order["correlation_id"]
@@ -195,7 +210,8 @@ class OrdersService(HealthCheck):
         placed, traceparent = placed_and_traceparent
         # insert first: a racing duplicate waits on the unique keys instead of slipping
         # between a check and an insert
-        if not insert_once(connection, orders, **order):
+        position, = next_positions(connection, orders.c.position, 1)
+        if not insert_once(connection, orders, **order, position=position):
             return _as_dict(_existing(connection, order["order_id"], order["idempotency_key"],
                                       order["item"], order["quantity"]))
         self.outbox.add(connection, "OrderPlaced", placed,
@@ -209,10 +225,26 @@ class OrdersService(HealthCheck):
         return None if row is None else _as_dict(row)
 
     @rpc
-    def list_orders(self):
+    def list_orders(self, limit=None, cursor=None, status=None, item=None):
+        """One page of the orders, in the order they were stored (see
+        :mod:`nameko_topology.pages`): ``{"items": [order, ...], "next": cursor or None}``.
+
+        ``limit``: 1 to 1,000 orders (default 100); ``cursor``: a page's ``next``; ``status``
+        and ``item``: only the orders with that status or item.
+        """
+        limit, after = page_size(limit), cursor_position(cursor)
+        query = select(orders)
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidMessage(f"status must be one of {', '.join(STATUSES)}, "
+                                     f"got {status!r}")
+            query = query.where(orders.c.status == status)
+        if item is not None:
+            if not isinstance(item, str):
+                raise InvalidMessage(f"item must be a string, got {item!r}")
+            query = query.where(orders.c.item == item)
         with self.db.transaction() as connection:
-            rows = connection.execute(select(orders).order_by(orders.c.created_at)).all()
-        return [_as_dict(row) for row in rows]
+            return read_page(connection, query, orders.c.position, after, limit, item=_as_dict)
 
     @handle("order_status_reserved_queue", batch_size=HANDLER_BATCH_SIZE)
     def on_inventory_reserved(self, events):
@@ -267,6 +299,6 @@ def _existing(connection, order_id, idempotency_key, item, quantity):
 
 def _as_dict(row):
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    data.pop("idempotency_key", None)
-    data.pop("updated_at", None)
+    for private in ("idempotency_key", "updated_at", "position"):
+        data.pop(private, None)
     return data

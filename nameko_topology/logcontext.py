@@ -90,6 +90,9 @@ class WorkerLogContext(DependencyProvider):
         if self.container.service_name in _services:
             _services.remove(self.container.service_name)
 
+    # a killed container (nameko's runner_factory kills them all at teardown) is gone too
+    kill = stop
+
     def worker_setup(self, worker_ctx):
         fields = {"service": worker_ctx.service_name}
         fields["correlation_id"] = usable(worker_ctx.data.get(CORRELATION_ID_CONTEXT_KEY))

@@ -22,7 +22,8 @@ from eventlet.queue import Empty, LightQueue
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
-    Column, Float, Integer, MetaData, String, Table, Text, bindparam, delete, or_, select, update,
+    Column, Float, Index, Integer, MetaData, String, Table, Text, bindparam, delete, or_, select,
+    update,
 )
 
 from nameko_topology.batch import BatchPublisher
@@ -61,6 +62,9 @@ def outbox_table(metadata, service_name):
         Column("claimed_by", String(64)),
         Column("claimed_at", Float),
         Column("attempts", Integer, nullable=False, default=0),
+        # the relay's reads: its own claimed rows in id order, and the sweep for lapsed claims
+        Index(f"{service_name}_outbox_claimed_by_id", "claimed_by", "id"),
+        Index(f"{service_name}_outbox_claimed_at", "claimed_at"),
     )
 
 

@@ -364,27 +364,35 @@ def test_other_remote_error_is_internal(client, rpc, caplog):
 
 # -- reads ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, service, method, kwargs, result", [
-    ("/orders", "orders", "list_orders", {}, [ORDER]),
-    ("/inventory", "inventory", "get_inventory", {}, {"widget": 7, "gadget": 0}),
-    ("/processed", "inventory", "list_processed", {}, ["o-1", "o-2"]),
-    ("/notifications", "notifications", "list_notifications", {"after": 0, "limit": None},
-     [{"id": 1, "order_id": "o-1"}]),
+def page(items):
+    return {"items": items, "next": "1", "more": False}
+
+
+@pytest.mark.parametrize("path, service, method, kwargs, result, body", [
+    ("/orders", "orders", "list_orders",
+     {"cursor": None, "limit": 1000, "status": None, "item": None}, page([ORDER]), [ORDER]),
+    ("/inventory", "inventory", "get_inventory", {}, {"widget": 7, "gadget": 0},
+     {"widget": 7, "gadget": 0}),
+    ("/processed", "inventory", "list_processed", {"cursor": None, "limit": 1000},
+     page(["o-1", "o-2"]), ["o-1", "o-2"]),
+    ("/notifications", "notifications", "list_notifications", {"after": 0, "limit": 1000},
+     page([{"id": 1, "order_id": "o-1"}]), [{"id": 1, "order_id": "o-1"}]),
     ("/notifications?after=41&limit=5", "notifications", "list_notifications",
-     {"after": 41, "limit": 5}, [{"id": 42, "order_id": "o-1"}]),
+     {"after": 41, "limit": 5}, page([{"id": 42, "order_id": "o-1"}]),
+     [{"id": 42, "order_id": "o-1"}]),
 ])
-def test_reads(client, rpc, path, service, method, kwargs, result):
+def test_reads(client, rpc, path, service, method, kwargs, result, body):
     rpc.responses[(service, method)] = result
     response = client.get(path)
     assert response.status_code == 200
-    assert response.get_json() == result
+    assert response.get_json() == body
     assert rpc.calls == [(service, method, kwargs)]
 
 
 @pytest.mark.parametrize("query, field", [
     ("after=-1", "after"), ("after=x", "after"), ("after=1.5", "after"), ("after=", "after"),
     ("after=%D9%A3", "after"), ("after=9" * 1 + "9" * 30, "after"),
-    ("limit=0", "limit"), ("limit=ten", "limit"),
+    ("limit=0", "limit"), ("limit=ten", "limit"), ("limit=1001", "limit"),
 ])
 def test_bad_notification_cursor_is_a_400_naming_it(client, rpc, query, field):
     response = client.get("/notifications?" + query)

@@ -7,7 +7,7 @@ from sqlalchemy import (
     Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint, inspect, select, text,
 )
 
-from nameko_services import migrations, notifications, orders
+from nameko_services import inventory, migrations, notifications, orders
 from nameko_topology.database import DatabaseHandle
 from nameko_topology.migrations import OUTBOX_MIGRATIONS
 from nameko_topology.outbox import outbox_table
@@ -26,6 +26,10 @@ Table("notifications_notifications", OLD,
       Column("item", String(100), nullable=False), Column("quantity", Integer, nullable=False),
       Column("message", String(1000), nullable=False), Column("created_at", Float, nullable=False),
       UniqueConstraint("order_id", "kind", name="notifications_one_per_order_and_kind"))
+Table("inventory_processed", OLD,
+      Column("order_id", String(100), primary_key=True),
+      Column("outcome", String(20), nullable=False), Column("reason", String(500)),
+      Column("processed_at", Float, nullable=False))
 Table("orders_outbox", OLD,
       Column("id", Integer, primary_key=True, autoincrement=True),
       Column("message_id", String(64), nullable=False, unique=True),
@@ -40,6 +44,8 @@ OLD_ROWS = {
     "orders_orders": {"order_id": "o-1", "item": "widget-A", "quantity": 2, "status": "PENDING",
                       "reason": None, "idempotency_key": "k-1", "created_at": 1.0,
                       "updated_at": 1.0},
+    "inventory_processed": {"order_id": "o-1", "outcome": "reserved", "reason": None,
+                            "processed_at": 2.0},
     "notifications_notifications": {"id": 1, "order_id": "o-0", "kind": "confirmation",
                                     "item": "widget-A", "quantity": 1, "message": "done",
                                     "created_at": 1.0},
@@ -58,9 +64,11 @@ def start(url):
     handle.migrate(orders.metadata, migrations.of("orders"), "orders_alembic_version")
     handle.migrate(notifications.metadata, migrations.of("notifications"),
                    "notifications_alembic_version")
+    handle.migrate(inventory.metadata, migrations.of("inventory"), "inventory_alembic_version")
     handle.migrate(OUTBOX.metadata, OUTBOX_MIGRATIONS, "orders_outbox_alembic_version",
                    table=OUTBOX.name)
-    for metadata in (orders.metadata, notifications.metadata, OUTBOX.metadata):
+    for metadata in (orders.metadata, notifications.metadata, inventory.metadata,
+                     OUTBOX.metadata):
         handle.create(metadata)
     return handle
 
@@ -73,7 +81,23 @@ def versions(handle):
     with handle.transaction() as connection:
         return {table: connection.execute(text(f"SELECT version_num FROM {table}")).scalar()
                 for table in ("orders_alembic_version", "notifications_alembic_version",
-                              "orders_outbox_alembic_version")}
+                              "inventory_alembic_version", "orders_outbox_alembic_version")}
+
+
+TABLES = (orders.orders, notifications.notifications, inventory.processed, inventory.stock,
+          OUTBOX)
+
+
+def check_schema(handle):
+    """Every table has the columns and the indexes its service defines."""
+    inspector = inspect(handle.engine)
+    for table in TABLES:
+        assert columns(handle, table.name) == set(table.columns.keys())
+        indexes = {index["name"]: (index["column_names"], bool(index["unique"]))
+                   for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            assert indexes.get(index.name) == ([c.name for c in index.columns],
+                                               bool(index.unique)), (table.name, index.name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -89,34 +113,44 @@ def test_a_database_of_the_previous_schema_is_upgraded_with_its_rows_kept(url):
         OLD.create_all(connection)
         for table, row in OLD_ROWS.items():
             connection.execute(OLD.tables[table].insert(), row)
+        # an order and an inbox row older than the first: positions follow the times
+        connection.execute(OLD.tables["orders_orders"].insert(), {
+            **OLD_ROWS["orders_orders"], "order_id": "o-0", "idempotency_key": None,
+            "created_at": 0.5})
+        connection.execute(OLD.tables["inventory_processed"].insert(), {
+            **OLD_ROWS["inventory_processed"], "order_id": "o-0", "processed_at": 1.5})
     old.engine.dispose()
 
     handle = start(url)
-    assert versions(handle) == {"orders_alembic_version": "0002",
+    assert versions(handle) == {"orders_alembic_version": "0003",
                                 "notifications_alembic_version": "0002",
-                                "orders_outbox_alembic_version": "0002"}
-    for table in (orders.orders, notifications.notifications, OUTBOX):
-        assert columns(handle, table.name) == set(table.columns.keys())
+                                "inventory_alembic_version": "0002",
+                                "orders_outbox_alembic_version": "0003"}
+    check_schema(handle)
     with handle.transaction() as connection:
         for table, row in OLD_ROWS.items():
-            kept = connection.execute(select(OLD.tables[table])).mappings().one()
+            kept = connection.execute(select(OLD.tables[table]).where(
+                OLD.tables[table].c[next(iter(row))] == next(iter(row.values())))
+            ).mappings().one()
             assert dict(kept) == row
         assert connection.execute(select(orders.orders.c.correlation_id)).scalar() is None
+        for table in (orders.orders, inventory.processed):
+            assert connection.execute(select(table.c.order_id, table.c.position).order_by(
+                table.c.position)).all() == [("o-0", 1), ("o-1", 2)]
         # the new columns take writes
         connection.execute(orders.orders.insert(), {**OLD_ROWS["orders_orders"],
                                                     "order_id": "o-2", "idempotency_key": None,
-                                                    "correlation_id": "req-2"})
+                                                    "correlation_id": "req-2", "position": 3})
     handle.engine.dispose()
     again = start(url)  # a restart: nothing to do, nothing changed
-    assert versions(again)["orders_alembic_version"] == "0002"
+    assert versions(again)["orders_alembic_version"] == "0003"
     with again.transaction() as connection:
         assert connection.execute(select(orders.orders.c.order_id).order_by(
-            orders.orders.c.order_id)).scalars().all() == ["o-1", "o-2"]
+            orders.orders.c.order_id)).scalars().all() == ["o-0", "o-1", "o-2"]
     again.engine.dispose()
 
 
 def test_a_new_database_gets_the_tables_the_services_define(url):
     handle = start(url)
-    for table in (orders.orders, notifications.notifications, OUTBOX):
-        assert columns(handle, table.name) == set(table.columns.keys())
+    check_schema(handle)
     handle.engine.dispose()

@@ -34,7 +34,7 @@ def test_reservation_takes_stock_and_publishes_reserved(inventory_service):
     assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 1}
     assert inventory_service.outbox.staged == [("InventoryReserved", {
         "order_id": "o-1", "item": "widget-A", "quantity": 2, "remaining": 1})]
-    assert inventory_service.list_processed() == ["o-1"]
+    assert inventory_service.list_processed()["items"] == ["o-1"]
 
 
 def test_the_same_order_twice_is_applied_once(inventory_service):
@@ -44,7 +44,7 @@ def test_the_same_order_twice_is_applied_once(inventory_service):
 
     assert inventory_service.get_inventory()["widget-A"] == 2
     assert len(inventory_service.outbox.staged) == 1
-    assert inventory_service.list_processed() == ["o-1"]
+    assert inventory_service.list_processed()["items"] == ["o-1"]
 
 
 def test_a_batch_reserves_each_new_order_once_in_the_order_of_its_item(inventory_service):
@@ -64,7 +64,7 @@ def test_a_batch_reserves_each_new_order_once_in_the_order_of_its_item(inventory
         ("InventoryFailed", {"order_id": "o-3", "item": "widget-A", "quantity": 2,
                              "reason": "insufficient stock for 'widget-A': 1 left, 2 requested"}),
     ]
-    assert sorted(inventory_service.list_processed()) == ["o-1", "o-2", "o-3"]
+    assert sorted(inventory_service.list_processed()["items"]) == ["o-1", "o-2", "o-3"]
 
 
 def test_a_batch_the_stock_covers_gives_each_order_the_stock_left_after_it(inventory_service):
@@ -78,7 +78,7 @@ def test_a_batch_the_stock_covers_gives_each_order_the_stock_left_after_it(inven
     assert [(payload["order_id"], payload["remaining"])
             for _, payload in inventory_service.outbox.staged] == [
         ("o-2", 0), ("o-1", 2), ("o-3", 0)]
-    assert sorted(inventory_service.list_processed()) == ["o-1", "o-2", "o-3"]
+    assert sorted(inventory_service.list_processed()["items"]) == ["o-1", "o-2", "o-3"]
 
 
 def test_an_order_committed_meanwhile_rolls_its_batch_back(inventory_service):
@@ -94,7 +94,7 @@ def test_an_order_committed_meanwhile_rolls_its_batch_back(inventory_service):
 
     assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 2}
     assert len(inventory_service.outbox.staged) == 1
-    assert inventory_service.list_processed() == ["o-1"]
+    assert inventory_service.list_processed()["items"] == ["o-1"]
 
 
 @pytest.mark.parametrize("item, quantity, reason", [
@@ -108,7 +108,7 @@ def test_reservation_that_cannot_be_met_fails_with_a_reason(
     assert inventory_service.get_inventory() == {"gadget-X": 1, "widget-A": 3}
     assert inventory_service.outbox.staged == [("InventoryFailed", {
         "order_id": "o-2", "item": item, "quantity": quantity, "reason": reason})]
-    assert inventory_service.list_processed() == ["o-2"]
+    assert inventory_service.list_processed()["items"] == ["o-2"]
 
 
 def test_initial_stock_defaults_and_parses():
@@ -153,7 +153,7 @@ def test_placing_the_same_order_again_returns_it_and_publishes_nothing(orders_se
 
     assert again == first
     assert keyed_again == keyed
-    assert len(orders_service.list_orders()) == 2
+    assert len(orders_service.list_orders()["items"]) == 2
     assert len(orders_service.outbox.staged) == 2
 
 
@@ -184,7 +184,7 @@ def test_place_orders_places_a_batch_and_refuses_only_its_conflicting_order(orde
     assert "order_id already names order taken" in entries[1]["error"]["value"]
     assert [entries[n]["error"]["value"] for n in (4, 5)] == [
         "place_order arguments: 'quantity' missing", "place_order arguments: unknown 'colour'"]
-    assert sorted(order["order_id"] for order in orders_service.list_orders()) == [
+    assert sorted(order["order_id"] for order in orders_service.list_orders()["items"]) == [
         "new-1", "new-2", "taken"]
     assert [payload["order_id"] for _, payload in orders_service.outbox.staged] == [
         "taken", "new-1", "new-2"]
@@ -197,7 +197,7 @@ def test_an_order_sent_twice_in_one_batch_is_placed_once(orders_service):
 
     assert entries[0] == entries[2]
     assert entries[0]["order"]["order_id"] == "o-1"
-    assert len(orders_service.list_orders()) == 2
+    assert len(orders_service.list_orders()["items"]) == 2
     assert len(orders_service.outbox.staged) == 2
 
 
@@ -232,7 +232,7 @@ def test_an_order_the_database_cannot_store_fails_alone_not_its_batch(poisoned_o
         "good-1", None, "good-2"]
     assert entries[1]["error"]["exc_type"] == "IntegrityError"
     assert "poison refused" in entries[1]["error"]["value"]
-    assert sorted(order["order_id"] for order in poisoned_orders.list_orders()) == [
+    assert sorted(order["order_id"] for order in poisoned_orders.list_orders()["items"]) == [
         "good-1", "good-2"]
     assert [payload["order_id"] for _, payload in poisoned_orders.outbox.staged] == [
         "good-1", "good-2"]
@@ -249,7 +249,7 @@ def test_a_failing_order_among_repeats_fails_alone(poisoned_orders):
 
     assert [entry.get("order", {}).get("order_id") for entry in entries] == [
         "placed", None, "new"]
-    assert sorted(order["order_id"] for order in poisoned_orders.list_orders()) == [
+    assert sorted(order["order_id"] for order in poisoned_orders.list_orders()["items"]) == [
         "new", "placed"]
     assert [payload["order_id"] for _, payload in poisoned_orders.outbox.staged] == [
         "placed", "new"]
@@ -266,7 +266,7 @@ def test_a_string_no_database_can_store_is_refused_before_anything_is_written(or
     assert "surrogate" in entries[1]["error"]["value"]
     with pytest.raises(InvalidMessage):
         orders_service.place_order("probe-\ud800", 1)
-    assert [order["order_id"] for order in orders_service.list_orders()] == ["good-1"]
+    assert [order["order_id"] for order in orders_service.list_orders()["items"]] == ["good-1"]
 
 
 def test_place_orders_refuses_what_is_not_a_list_of_orders(orders_service):
@@ -306,7 +306,7 @@ def test_reasons_longer_than_their_column_are_cut_to_it(orders_service, inventor
 
     reason = orders_service.get_order(rejected)["reason"]
     assert reason == "r" * 499 + "\u2026"
-    [notice] = notices.list_notifications()
+    [notice] = notices.list_notifications()["items"]
     assert notice["correlation_id"] == "req-1"  # the event's, as the handler found it
     assert len(notice["message"]) == 1000 and notice["message"].endswith("r\u2026")
     assert notice["message"].startswith(f"Order {rejected} could not be fulfilled: rrr")
@@ -332,7 +332,8 @@ def test_one_notification_per_order_outcome(database):
     service.on_inventory_reserved([event, event])
     service.on_inventory_failed([{**event, "order_id": "o-2", "reason": "unknown item"}])
 
-    assert [(n["order_id"], n["kind"], n["message"]) for n in service.list_notifications()] == [
+    notices = service.list_notifications()["items"]
+    assert [(n["order_id"], n["kind"], n["message"]) for n in notices] == [
         ("o-1", "confirmation", "Order o-1 confirmed: 2 x widget-A reserved"),
         ("o-2", "failure", "Order o-2 could not be fulfilled: unknown item"),
     ]
@@ -347,10 +348,13 @@ def test_notifications_are_read_from_a_cursor(database):
         for n in range(1, 6)])
 
     first_two = service.list_notifications(limit=2)
-    assert [n["order_id"] for n in first_two] == ["o-1", "o-2"]
-    rest = service.list_notifications(after=first_two[-1]["id"])
-    assert [n["order_id"] for n in rest] == ["o-3", "o-4", "o-5"]
-    assert service.list_notifications(after=rest[-1]["id"]) == []
+    assert [n["order_id"] for n in first_two["items"]] == ["o-1", "o-2"]
+    assert first_two["next"] == first_two["items"][-1]["id"] and first_two["more"]
+    rest = service.list_notifications(after=first_two["next"])
+    assert [n["order_id"] for n in rest["items"]] == ["o-3", "o-4", "o-5"]
+    assert not rest["more"]  # nothing after this page when it was read
+    assert service.list_notifications(after=rest["next"]) == {
+        "items": [], "next": rest["next"], "more": False}
 
 
 @pytest.mark.parametrize("service_class", [OrdersService, InventoryService, NotificationsService])

@@ -49,7 +49,7 @@ def test_an_order_flows_through_all_three_services(runner):
     with entrypoint_hook(inventory, "get_inventory") as get_inventory:
         assert get_inventory() == {"widget-A": 3}
     with entrypoint_hook(notifications, "list_notifications") as list_notifications:
-        [notice] = list_notifications()
+        [notice] = list_notifications()["items"]
     assert (notice["order_id"], notice["kind"]) == (order["order_id"], "confirmation")
 
 
