@@ -15,7 +15,7 @@ install: $(INSTALLED)
 
 $(INSTALLED): setup.cfg setup.py
 	scripts/ensure-venv.sh $(PYTHON) $(VENV)
-	$(PIP) install -q -e '.[postgres,gateway,test]'
+	$(PIP) install -q -e '.[postgres,gateway,test,bench]'
 	touch $@
 
 # Installs and starts the local broker only when AMQP_URI is unset or points at localhost (see

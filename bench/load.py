@@ -230,22 +230,38 @@ class Target:
     pids: dict = field(default_factory=dict)   # name -> pid; empty: no process metrics
     final_status: str = None    # the status every order reaches in /orders; None: not checked
     logs: str = ""              # where its logs are, for messages
+    stack: Stack = None         # ours when we started it: its services can be stopped, restarted
+    #: route -> the page key (cursor) of the last row that listing held before the run, on a
+    #: database preloaded with more rows than a run should fetch: its listings start after it
+    after: dict = field(default_factory=dict)
+
+    def listing(self, route):
+        """The path that lists `route` (/orders, /processed, /notifications) from `after` on."""
+        if route not in self.after:
+            return route
+        return f"{route}?{LISTING_CURSORS.get(route, 'cursor')}={self.after[route]}"
+
+
+LISTING_CURSORS = {"/notifications": "after"}  # the query parameter each listing starts at
 
 
 @contextmanager
-def our_stack(args, run_dir):
+def our_stack(args, run_dir, env=None, prepare=None):
     """Our services and gateway in a new vhost and DATA_DIR; stopped (and the vhost deleted
-    unless --keep) on the way out."""
+    unless --keep) on the way out. `env` adds to the services' environment; `prepare(stack)`,
+    if given, runs before the stack starts (to fill its database, say)."""
     vhost = f"nt_bench_{uuid.uuid4().hex[:10]}"
     stack = None
     try:
         amqp_uri = create_vhost(args.amqp_uri, vhost)
         stack = Stack(amqp_uri, run_dir / "data",
-                      env={"INITIAL_STOCK": json.dumps({args.item: STOCK})})
+                      env={"INITIAL_STOCK": json.dumps({args.item: STOCK}), **(env or {})})
+        if prepare is not None:
+            prepare(stack)
         log(f"starting our stack (vhost {vhost}, data {stack.data_dir})")
         stack.start(timeout=90)
         yield Target("ours", stack.url, stack.url, stack.url, pids=stack.pids(),
-                     final_status="CONFIRMED", logs=str(stack.log_dir))
+                     final_status="CONFIRMED", logs=str(stack.log_dir), stack=stack)
     finally:
         if stack is not None:
             stack.stop()
@@ -450,13 +466,14 @@ class ConfirmationPoller:
     the first response holding that order's confirmation arrived. `notified` holds every order
     id with a notification of any kind (a failure notice too: that order is done, unconfirmed)."""
 
-    def __init__(self, url, interval, http_timeout):
+    def __init__(self, url, interval, http_timeout, cursor=None):
         self.url, self.interval, self.http_timeout = url, interval, http_timeout
         self.first_seen = {}
         self.notified = set()
         self.polls = self.poll_errors = 0
         self.poll_seconds = 0.0  # time spent waiting for GET /notifications answers
-        self.cursor = None       # the highest notification id seen, where ids are given
+        # the highest notification id seen, where ids are given: only newer ones are fetched
+        self.cursor = cursor
         self.last_error = None
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -573,10 +590,12 @@ def describe(entry):
 def snapshot(target, http_timeout):
     """Order ids each listing holds before the run (none on a fresh system)."""
     return {
-        "notifications": set(ids_in(get_json(target.notifications_url, "/notifications",
-                                              http_timeout))),
-        "processed": set(ids_in(get_json(target.inventory_url, "/processed", http_timeout))),
-        "orders": set(ids_in(get_json(target.orders_url, "/orders", http_timeout))),
+        "notifications": set(ids_in(get_json(
+            target.notifications_url, target.listing("/notifications"), http_timeout))),
+        "processed": set(ids_in(get_json(target.inventory_url, target.listing("/processed"),
+                                         http_timeout))),
+        "orders": set(ids_in(get_json(target.orders_url, target.listing("/orders"),
+                                      http_timeout))),
     }
 
 
@@ -585,7 +604,7 @@ def settled_orders(target, expected, before, timeout, http_timeout):
     (bounded by `timeout`)."""
     deadline = time.monotonic() + timeout
     while True:
-        orders = get_json(target.orders_url, "/orders", http_timeout)
+        orders = get_json(target.orders_url, target.listing("/orders"), http_timeout)
         if target.final_status is None or time.monotonic() > deadline or all(
                 o.get("status") == target.final_status
                 for o in orders if isinstance(o, dict) and o.get("order_id") in expected):
@@ -606,10 +625,11 @@ def check_run(target, load, before, args):
         problems.append(f"POST answers: {len(dups)} order id(s) given more than once: "
                         f"{examples(dups)}")
 
-    notices = get_json(target.notifications_url, "/notifications", args.http_timeout)
+    notices = get_json(target.notifications_url, target.listing("/notifications"),
+                       args.http_timeout)
     problems += check_notifications(notices, expected, before["notifications"])
 
-    processed = get_json(target.inventory_url, "/processed", args.http_timeout)
+    processed = get_json(target.inventory_url, target.listing("/processed"), args.http_timeout)
     problems += check_listing("/processed", ids_in(processed), expected, before["processed"])
 
     orders = settled_orders(target, expected, before["orders"], args.timeout, args.http_timeout)
@@ -649,7 +669,8 @@ def rate(count, seconds):
 def measure(target, concurrency, args):
     """Drive one run; return (load, poller, process usage, timed_out, driver CPU seconds)."""
     load = Load(target.orders_url, args.orders, concurrency, args.item, args.http_timeout)
-    poller = ConfirmationPoller(target.notifications_url, args.poll_interval, args.http_timeout)
+    poller = ConfirmationPoller(target.notifications_url, args.poll_interval, args.http_timeout,
+                                cursor=target.after.get("/notifications"))
     monitor = ProcessMonitor(target.pids)
     driver_cpu = sum(os.times()[:2])
     monitor.start()
@@ -703,6 +724,24 @@ def failed_run(system, concurrency, n, exc):
             "ok": False, "problems": [f"run failed: {type(exc).__name__}: {exc}"]}
 
 
+def drive(target, concurrency, args):
+    """Drive one run of `args.orders` orders at `concurrency` on the running `target` and
+    check it; (the run's record, its Load)."""
+    before = snapshot(target, args.http_timeout)
+    log(f"{target.system}: {args.orders} orders at concurrency {concurrency}")
+    load, poller, usage, timed_out, driver_cpu = measure(target, concurrency, args)
+    problems = check_run(target, load, before, args)
+    if timed_out:
+        notified = {load.order_ids[i] for i in load.accepted()} & poller.notified
+        problems.insert(0, f"timed out: {args.timeout}s after the last POST, "
+                           f"{len(notified)} of the accepted orders notified "
+                           f"(last poll error: {poller.last_error})")
+    problems += [f"process {name} exited during the run (logs: {target.logs})"
+                 for name, u in usage.items() if u["exited"]]
+    return summarize(target, concurrency, load, poller, usage, timed_out, driver_cpu,
+                     problems), load
+
+
 def run_once(system, concurrency, args, work_dir, ref_python):
     """Start a fresh `system` (unless --url), drive and check it; the run's record."""
     run_dir = work_dir / f"{system}-c{concurrency}"
@@ -714,19 +753,7 @@ def run_once(system, concurrency, args, work_dir, ref_python):
         context = our_stack(args, run_dir)
     try:
         with context as target:
-            before = snapshot(target, args.http_timeout)
-            log(f"{system}: {args.orders} orders at concurrency {concurrency}")
-            load, poller, usage, timed_out, driver_cpu = measure(target, concurrency, args)
-            problems = check_run(target, load, before, args)
-            if timed_out:
-                notified = {load.order_ids[i] for i in load.accepted()} & poller.notified
-                problems.insert(0, f"timed out: {args.timeout}s after the last POST, "
-                                   f"{len(notified)} of the accepted orders notified "
-                                   f"(last poll error: {poller.last_error})")
-            problems += [f"process {name} exited during the run (logs: {target.logs})"
-                         for name, u in usage.items() if u["exited"]]
-            return summarize(target, concurrency, load, poller, usage, timed_out, driver_cpu,
-                             problems)
+            return drive(target, concurrency, args)[0]
     except Exception as exc:  # a system that does not start or answer fails this run only
         log(traceback.format_exc())
         return failed_run(system, concurrency, args.orders, exc)
@@ -831,12 +858,11 @@ def emit(record, human, args):
 
 # -- command line -----------------------------------------------------------------------------
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", "--orders", type=int, default=2000, help="orders per run (2000)")
-    ap.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8, 32],
-                    help="one or more concurrency levels, each run on a fresh system (1 8 32)")
+def add_run_options(ap, orders):
+    """The options of a run on our stack (also bench.scale's): -n (default `orders`), the
+    timeouts, the poll interval, the item, the broker, --keep and --json-only."""
+    ap.add_argument("-n", "--orders", type=int, default=orders,
+                    help=f"orders per run ({orders})")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds to wait for confirmations after the last POST (120)")
     ap.add_argument("--poll-interval", type=float, default=0.2,
@@ -844,19 +870,27 @@ def parse_args(argv=None):
     ap.add_argument("--http-timeout", type=float, default=30.0,
                     help="socket timeout of each HTTP request (30)")
     ap.add_argument("--item", default="widget-A", help="the item ordered (widget-A)")
-    ap.add_argument("--url", help="drive this running gateway instead of starting our stack "
-                                  "(no process metrics)")
     ap.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI,
                     help="broker whose vhosts the runs use (AMQP_URI, else local guest)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the vhosts and the work dir (data, logs)")
+    ap.add_argument("--json-only", action="store_true", help="print only the JSON lines")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(ap, orders=2000)
+    ap.add_argument("-c", "--concurrency", type=int, nargs="+", default=[1, 8, 32],
+                    help="one or more concurrency levels, each run on a fresh system (1 8 32)")
+    ap.add_argument("--url", help="drive this running gateway instead of starting our stack "
+                                  "(no process metrics)")
     ap.add_argument("--compare-reference", action="store_true",
                     help="also run the reference design at each concurrency and compare")
     ap.add_argument("--reference-python",
                     help="python with flask+pika for the reference (default: a throwaway venv)")
     ap.add_argument("--reference-dir", type=Path, default=DEFAULT_REFERENCE_DIR,
                     help=f"the reference design ({DEFAULT_REFERENCE_DIR})")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the vhosts and the work dir (data, logs)")
-    ap.add_argument("--json-only", action="store_true", help="print only the JSON lines")
     args = ap.parse_args(argv)
     if args.orders < 1 or min(args.concurrency) < 1:
         ap.error("-n and -c must be at least 1")
@@ -867,8 +901,9 @@ def parse_args(argv=None):
     return args
 
 
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)  # unwinds the finally blocks that stop what we started
+def terminate(signum, frame):
+    """The SIGTERM handler: unwinds the finally blocks that stop what was started."""
+    raise SystemExit(128 + signum)
 
 
 def run_all(args, work_dir):
@@ -897,23 +932,39 @@ def report(results, args):
         print_comparisons(records)
 
 
+class WorkDir:
+    """A temporary directory for the runs' data and logs, removed on the way out unless --keep
+    or the runs did not end `ok` (set it when they pass): then its path is printed."""
+
+    def __init__(self, prefix, keep):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self.keep = keep
+        self.ok = False  # stays False when interrupted
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if (self.keep or not self.ok) and any(self.path.iterdir()):
+            log(f"work dir kept (data, logs): {self.path}")
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def exit_status(self):
+        """0 if the runs were ok, else 1 (said on stderr)."""
+        if not self.ok:
+            log("FAILED: see the MISMATCH lines above")
+        return 0 if self.ok else 1
+
+
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    work_dir = Path(tempfile.mkdtemp(prefix="nt-bench-"))
-    ok = False  # stays False when interrupted
-    try:
-        results = run_all(args, work_dir)
+    signal.signal(signal.SIGTERM, terminate)
+    with WorkDir("nt-bench-", args.keep) as work:
+        results = run_all(args, work.path)
         report(results, args)
-        ok = all(r["ok"] for r in results)
-    finally:
-        if (args.keep or not ok) and any(work_dir.iterdir()):
-            log(f"work dir kept (data, logs): {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    if not ok:
-        log("FAILED: see the MISMATCH lines above")
-    return 0 if ok else 1
+        work.ok = all(r["ok"] for r in results)
+    return work.exit_status()
 
 
 if __name__ == "__main__":
