@@ -69,9 +69,11 @@ class GatewayMetrics:
             buckets=BATCH_BUCKETS, registry=registry)
         self.queues = QueueDepthCollector(management, topology)
         registry.register(self.queues)
-        # label children by label values: a dict lookup per request instead of .labels()'s
-        # validation and locking (the label sets are bounded: rules, methods, statuses)
+        # label children by label values: a dict lookup per request or call instead of
+        # .labels()'s validation and locking (the label sets are bounded: rules, methods,
+        # statuses; services, methods, outcomes)
         self._request_children = {}
+        self._rpc_children = {}
 
     def request(self, method, route, status, seconds):
         """Record one answered request."""
@@ -87,8 +89,13 @@ class GatewayMetrics:
 
     def rpc_call(self, service, method, exc, seconds):
         """Record one RPC call that raised ``exc`` (``None``: it returned)."""
-        self.rpc_calls.labels(service, method, outcome_of(exc)).inc()
-        self.rpc_seconds.labels(service, method).observe(seconds)
+        key = (service, method, outcome_of(exc))
+        children = self._rpc_children.get(key)
+        if children is None:
+            children = self._rpc_children[key] = (
+                self.rpc_calls.labels(*key), self.rpc_seconds.labels(service, method))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self):
         return generate_latest(self.registry)
@@ -165,16 +172,17 @@ def init_app(app, metrics):
     """Keep ``metrics`` on ``app.extensions["metrics"]``, time and count every request, and
     serve ``GET /metrics``."""
     app.extensions["metrics"] = metrics
-    app.after_request(_record_request)
+
+    @app.after_request
+    def record_request(response):
+        # each of flask's request, g and current_app is a proxy looked up on every use
+        method, rule = request.method, request.url_rule
+        metrics.request(method if method in METHODS else "other",
+                        rule.rule if rule is not None else UNMATCHED_ROUTE,
+                        response.status_code, elapsed())
+        return response
+
     app.register_blueprint(blueprint)
-
-
-def _record_request(response):
-    current_app.extensions["metrics"].request(
-        request.method if request.method in METHODS else "other",
-        request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE,
-        response.status_code, elapsed())
-    return response
 
 
 @blueprint.get("/metrics")

@@ -8,23 +8,27 @@ or when there is none, the gateway makes one. The response always carries it bac
 responses included, so a client can quote it and an operator find every log line about it.
 """
 import re
+import secrets
 import time
-import uuid
 
 from flask import g, request
 
 from nameko_topology.logcontext import bind_fields, reset_fields
 
 HEADER = "X-Request-ID"
+# where WSGI puts it: read there, not through request.headers' case-insensitive lookup
+ENVIRON_KEY = "HTTP_X_REQUEST_ID"
 MAX_REQUEST_ID_LENGTH = 128
 SAFE_REQUEST_ID = re.compile(rf"[A-Za-z0-9._~:-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 
 
 def request_id_of(value):
-    """``value``, the client's ``X-Request-ID``, when it is safe; else a new id."""
+    """``value``, the client's ``X-Request-ID``, when it is safe; else a new id: 128 random
+    bits as 32 hex digits."""
     if value is not None and SAFE_REQUEST_ID.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    # as random as uuid4().hex, at about a quarter of its cost: no UUID object is built
+    return secrets.token_hex(16)
 
 
 def init_app(app):
@@ -42,9 +46,9 @@ def elapsed():
 
 def _take_request_id():
     g.request_started = time.perf_counter()
-    g.request_id = request_id_of(request.headers.get(HEADER))
+    g.request_id = request_id = request_id_of(request.environ.get(ENVIRON_KEY))
     # the server's threads serve one request after another: the teardown unbinds it
-    g.log_fields_token = bind_fields(correlation_id=g.request_id)
+    g.log_fields_token = bind_fields(correlation_id=request_id)
 
 
 def _unbind_request_id(exc):

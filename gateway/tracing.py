@@ -1,7 +1,7 @@
 """The gateway's spans (see :mod:`nameko_topology.tracing`): a server span per request, a
 child of the client's ``traceparent`` header, and a client span per RPC call, whose
 traceparent travels with the call."""
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from flask import g, request
 
@@ -38,13 +38,20 @@ def _end_request_span(exc):
     tracing.end_span(g.pop("trace_span", None), exc)
 
 
-@contextmanager
+# what rpc_span gives when tracing is off: one object for every call, not a generator each
+_NO_SPAN = nullcontext()
+
+
 def rpc_span(service, method):
-    """A client span for calling ``service.method`` in this request; yields the traceparent to
-    send with the call (``None`` when tracing is off)."""
+    """A client span for calling ``service.method`` in this request: a context manager that
+    yields the traceparent to send with the call (``None`` when tracing is off)."""
     if not tracing.enabled():
-        yield None
-        return
+        return _NO_SPAN
+    return _rpc_span(service, method)
+
+
+@contextmanager
+def _rpc_span(service, method):
     span = tracing.start_span(
         f"{service}.{method}", tracing.SpanKind.CLIENT,
         tracing.traceparent_of(g.get("trace_span")),

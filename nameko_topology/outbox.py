@@ -180,10 +180,12 @@ class Outbox(DependencyProvider):
             rows = connection.execute(self._own_rows).all()
         if not rows:
             return 0
-        spans = [_publish_span(row) for row in rows] if tracing.enabled() else [None] * len(rows)
+        # untraced, a batch costs no span bookkeeping per message
+        spans = [_publish_span(row) for row in rows] if tracing.enabled() else ()
         try:
             outcome = self.publisher.publish(
-                [_as_message(row, span) for row, span in zip(rows, spans)])
+                [_as_message(row, span) for row, span in zip(rows, spans)] if spans
+                else [_as_message(row) for row in rows])
         except Exception as exc:
             for span in spans:
                 tracing.end_span(span, exc)
@@ -197,12 +199,11 @@ class Outbox(DependencyProvider):
             if row.message_id in outcome.returned:
                 log.error("outbox: %s %s was not routed (%s); retrying in %ss", row.message_type,
                           row.message_id, outcome.returned[row.message_id], self.lease)
-        confirmed = [row.id for row in rows if row.message_id in outcome.confirmed]
-        self._settle(confirmed=confirmed,
+        confirmed = [row for row in rows if row.message_id in outcome.confirmed]
+        self._settle(confirmed=[row.id for row in confirmed],
                      released=[row.id for row in rows if row.message_id in outcome.nacked],
                      parked=returned)
-        self.published.confirmed(row.message_type for row in rows
-                                 if row.message_id in outcome.confirmed)
+        self.published.confirmed(row.message_type for row in confirmed)
         return len(confirmed)
 
     def _settle(self, confirmed, released, parked=()):
