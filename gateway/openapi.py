@@ -64,7 +64,11 @@ def _list(summary, item, op_id, cursor, filters=()):
     route["get"]["responses"]["200"]["headers"] = {"Link": {
         "description": '<the path and query of the next page>; rel="next", when there is '
                        'one (a paged response only)',
-        "schema": {"type": "string"}}}
+        "schema": {"type": "string"}}, "X-Next-Cursor": {
+        "description": f"the {cursor} after this page, the last page included: a reader at the "
+                       "end passes it later to get only what was added since (a paged "
+                       "response only)",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}}
     return route
 
 

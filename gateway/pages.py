@@ -1,7 +1,9 @@
 """The list routes' responses, from the services' pages (:mod:`nameko_topology.pages`).
 
 With ``limit``, one page: its items as a JSON array and, when there is more, a
-``Link: <...>; rel="next"`` header naming the next page. Without it, the whole list, as the
+``Link: <...>; rel="next"`` header naming the next page. ``X-Next-Cursor`` gives the cursor
+after the page on every page, the last one included, so a client that reached the end can ask
+again later for what was added since. Without it, the whole list, as the
 routes have always answered, but streamed: the gateway asks for one page after another and
 writes each out as it comes (chunked), so no process holds the whole list and no RPC reply is
 larger than one page.
@@ -29,6 +31,8 @@ def respond(fetch, limit, cursor, cursor_parameter):
     if limit is not None:
         page = fetch(cursor, limit)
         response = jsonify(page["items"])
+        if page["next"] is not None:
+            response.headers["X-Next-Cursor"] = str(page["next"])
         if page["more"]:
             response.headers["Link"] = f'<{_link(cursor_parameter, page["next"])}>; rel="next"'
         return response

@@ -63,6 +63,30 @@ def test_the_last_page_has_no_link(client):
     assert "Link" not in response.headers
 
 
+@pytest.mark.parametrize("path, cursor_parameter", [
+    ("/orders", "cursor"), ("/processed", "cursor"), ("/notifications", "after")])
+def test_a_reader_at_the_end_resumes_from_the_next_cursor(client, rpc, path, cursor_parameter):
+    method = "list_" + path.strip("/")
+    last = client.get(f"{path}?limit=1000&{cursor_parameter}=2000")
+    assert "Link" not in last.headers
+    assert last.headers["X-Next-Cursor"] == "2500"
+    assert client.get(f"{path}?limit=10&{cursor_parameter}=2500").headers["X-Next-Cursor"] \
+        == "2500"  # nothing new yet: the same cursor again
+    rpc.rows[method] += rpc.rows[method][:3]  # three rows added since
+    resumed = client.get(f"{path}?limit=10&{cursor_parameter}={last.headers['X-Next-Cursor']}")
+    assert resumed.get_json() == rpc.rows[method][2500:]
+    assert resumed.headers["X-Next-Cursor"] == "2503"
+
+
+def test_an_empty_list_gives_a_cursor_that_sees_the_first_rows(client, rpc):
+    orders, rpc.rows["list_orders"] = rpc.rows["list_orders"], []
+    empty = client.get("/orders?limit=10")
+    assert empty.get_json() == []
+    rpc.rows["list_orders"] = orders[:2]
+    resumed = client.get(f"/orders?limit=10&cursor={empty.headers['X-Next-Cursor']}")
+    assert resumed.get_json() == orders[:2]
+
+
 def test_without_a_limit_the_whole_list_comes_streamed_page_by_page(client, rpc):
     response = client.get("/orders")
     assert response.status_code == 200

@@ -78,6 +78,27 @@ def test_a_bad_parameter_is_a_json_400_naming_it(stack, query, field):
     assert response.json()["field"] == field
 
 
+def listed(stack, path):
+    return requests.get(stack.url + path, timeout=10).json()
+
+
+@pytest.mark.parametrize("path, parameter", [("/orders", "cursor"), ("/notifications", "after")])
+def test_a_reader_at_the_end_gets_only_what_was_added_since(stack, path, parameter):
+    # last of the stack's tests: it places orders of its own
+    stack, _ = stack
+    wait_for(lambda: len(listed(stack, "/notifications")) == len(listed(stack, "/orders")),
+             timeout=60, description="a notice for every order so far")
+    end = requests.get(stack.url + path + "?limit=1000", timeout=10)
+    assert "Link" not in end.headers
+    later = [requests.post(stack.url + "/order", timeout=10,
+                           json={"item": "gadget-X", "quantity": 1}).json()["order_id"]
+             for _ in range(2)]
+    resumed = f"{path}?limit=1000&{parameter}={end.headers['X-Next-Cursor']}"
+    wait_for(lambda: len(listed(stack, resumed)) == 2, timeout=60,
+             description=f"the two new rows in {path}")
+    assert [row["order_id"] for row in listed(stack, resumed)] == later
+
+
 @pytest.fixture
 def failing_gateway(tmp_path):
     """Granian serving the gateway on tests.gateway.paging's fake: 2,500 orders, and the
