@@ -342,10 +342,11 @@ def _query_limit():
 
 
 def _query_cursor():
-    """``cursor``: a page's next, as its Link header gave it; ``None`` when absent."""
+    """``cursor``: a page's next, as its Link or X-Next-Cursor header gave it; ``None`` when
+    absent."""
     cursor = request.args.get("cursor")
     if cursor is not None and not is_cursor(cursor):
-        raise bad_request("cursor must be one a Link header gave", "cursor")
+        raise bad_request("cursor must be one a Link or X-Next-Cursor header gave", "cursor")
     return cursor
 
 

@@ -31,8 +31,7 @@ def respond(fetch, limit, cursor, cursor_parameter):
     if limit is not None:
         page = fetch(cursor, limit)
         response = jsonify(page["items"])
-        if page["next"] is not None:
-            response.headers["X-Next-Cursor"] = str(page["next"])
+        response.headers["X-Next-Cursor"] = str(page["next"])
         if page["more"]:
             response.headers["Link"] = f'<{_link(cursor_parameter, page["next"])}>; rel="next"'
         return response
